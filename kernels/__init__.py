@@ -1,0 +1,76 @@
+"""Attention and layer kernels over the token-level KV pool.
+
+`radixlm.kernels` exposes one function per op and dispatches per call: the Triton kernel
+for CUDA tensors, the plain-torch reference (`reference.py`) otherwise. Set the environment
+variable RADIXLM_KERNELS=reference (or call `set_backend("reference")`) to force the
+reference path, e.g. to compare outputs; "triton" forces the Triton path (on CPU only under
+TRITON_INTERPRET=1).
+"""
+
+from __future__ import annotations
+
+import os
+
+from radixlm.kernels import reference
+
+_BACKEND = os.environ.get("RADIXLM_KERNELS", "auto")
+
+
+def set_backend(name: str) -> None:
+    """Choose "auto" (Triton on CUDA, reference elsewhere), "reference" or "triton"."""
+    global _BACKEND
+    if name not in ("auto", "reference", "triton"):
+        raise ValueError(f"kernel backend must be auto, reference or triton (got {name!r})")
+    _BACKEND = name
+
+
+def get_backend() -> str:
+    return _BACKEND
+
+
+def _use_triton(t) -> bool:
+    if _BACKEND == "reference":
+        return False
+    if _BACKEND == "triton":
+        return True
+    return t.is_cuda
+
+
+def store_kv(k_cache, v_cache, out_cache_loc, k, v) -> None:
+    if _use_triton(k):
+        from radixlm.kernels import triton_ops
+
+        return triton_ops.store_kv(k_cache, v_cache, out_cache_loc, k, v)
+    return reference.store_kv(k_cache, v_cache, out_cache_loc, k, v)
+
+
+def extend_attention(q, *args, **kwargs):
+    if _use_triton(q):
+        from radixlm.kernels import triton_ops
+
+        return triton_ops.extend_attention(q, *args, **kwargs)
+    return reference.extend_attention(q, *args, **kwargs)
+
+
+def decode_attention(q, *args, **kwargs):
+    if _use_triton(q):
+        from radixlm.kernels import triton_ops
+
+        return triton_ops.decode_attention(q, *args, **kwargs)
+    return reference.decode_attention(q, *args, **kwargs)
+
+
+def rms_norm(x, weight, eps, residual=None):
+    if _use_triton(x):
+        from radixlm.kernels import triton_ops
+
+        return triton_ops.rms_norm(x, weight, eps, residual)
+    return reference.rms_norm(x, weight, eps, residual)
+
+
+def silu_and_mul(x):
+    if _use_triton(x):
+        from radixlm.kernels import triton_ops
+
+        return triton_ops.silu_and_mul(x)
+    return reference.silu_and_mul(x)

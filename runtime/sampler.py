@@ -1,0 +1,131 @@
+"""Sampler: logits of a batch -> next token ids (+ logprobs), batched on the logits' device.
+
+Order (DESIGN §6): logit bias -> penalties (frequency, presence, repetition) -> min-token and
+grammar masks -> temperature -> top-k / top-p / min-p -> sample (greedy below 1e-6).
+Reported logprobs are of the model's raw distribution (log_softmax of the unmodified logits),
+the OpenAI convention, so they do not change with temperature or penalties.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from radixlm.runtime.request import Req
+from radixlm.runtime.sampling_params import GREEDY_TEMPERATURE, TOP_K_ALL
+
+
+@dataclass
+class SampleOutput:
+    next_ids: list[int]
+    logprobs: list[float] | None  # logprob of each chosen token (raw distribution)
+    top_logprobs: list[list[tuple[float, int]]] | None  # per row, k best (logprob, id)
+    bad_rows: list[int]  # rows whose logits were NaN/inf: their requests must be aborted
+
+
+class Sampler:
+    def __init__(self, vocab_size: int, eos_token_ids: tuple[int, ...]) -> None:
+        self.vocab_size = vocab_size
+        self.eos_token_ids = list(eos_token_ids)
+
+    @torch.inference_mode()
+    def sample(
+        self,
+        logits: torch.Tensor,  # [batch, vocab] float32
+        reqs: list[Req],
+        allowed_mask: torch.Tensor | None = None,  # [batch, vocab] bool, grammar-allowed tokens
+    ) -> SampleOutput:
+        logits = logits[:, : self.vocab_size]
+        bad = ~torch.isfinite(logits).all(dim=-1)
+        bad_rows = bad.nonzero().flatten().tolist()
+        if bad_rows:  # keep the batch going: those rows sample garbage and get aborted
+            logits = torch.where(bad[:, None], torch.zeros_like(logits), logits)
+        want_logprob = any(r.return_logprob for r in reqs)
+        raw_logprobs = torch.log_softmax(logits, dim=-1) if want_logprob else None
+
+        logits = self._apply_biases(logits.clone(), reqs)
+        if allowed_mask is not None:
+            logits = logits.masked_fill(~allowed_mask[:, : self.vocab_size], float("-inf"))
+        next_ids = self._choose(logits, reqs)
+
+        out_lp, top = None, None
+        if raw_logprobs is not None:
+            ids_t = torch.tensor(next_ids, dtype=torch.int64, device=logits.device)
+            out_lp = raw_logprobs.gather(1, ids_t[:, None])[:, 0].tolist()
+            k = max((r.top_logprobs_num for r in reqs), default=0)
+            if k > 0:
+                vals, idx = raw_logprobs.topk(k, dim=-1)
+                vals, idx = vals.tolist(), idx.tolist()
+                top = [list(zip(vals[i][: r.top_logprobs_num], idx[i][: r.top_logprobs_num]))
+                       for i, r in enumerate(reqs)]
+        return SampleOutput(next_ids, out_lp, top, bad_rows)
+
+    def _apply_biases(self, logits: torch.Tensor, reqs: list[Req]) -> torch.Tensor:
+        for i, r in enumerate(reqs):
+            p = r.sampling_params
+            for tok, bias in p.logit_bias.items():
+                logits[i, int(tok)] += bias
+            if p.has_penalties:
+                self._apply_penalties(logits[i], r)
+            if len(r.output_ids) < p.min_new_tokens:
+                # eos and stop ids may not end the output before min_new_tokens (ignore_eos aside).
+                banned = self.eos_token_ids + list(p.stop_token_ids)
+                logits[i, banned] = float("-inf")
+        return logits
+
+    def _apply_penalties(self, row: torch.Tensor, r: Req) -> None:
+        """In place on one row. Frequency/presence count output tokens (OpenAI); repetition
+        covers prompt and output (Hugging Face / CTRL)."""
+        p = r.sampling_params
+        device = row.device
+        if r.output_ids and (p.frequency_penalty or p.presence_penalty):
+            out = torch.tensor(r.output_ids, dtype=torch.int64, device=device)
+            counts = torch.bincount(out, minlength=row.shape[0])[: row.shape[0]].to(row.dtype)
+            row -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0).to(row.dtype)
+        if p.repetition_penalty != 1.0:
+            seen = torch.tensor(sorted(set(r.fill_ids)), dtype=torch.int64, device=device)
+            vals = row[seen]
+            row[seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
+
+    def _choose(self, logits: torch.Tensor, reqs: list[Req]) -> list[int]:
+        greedy = [r.sampling_params.is_greedy for r in reqs]
+        next_ids = logits.argmax(dim=-1)
+        if all(greedy):
+            return next_ids.tolist()
+        rows = [i for i, g in enumerate(greedy) if not g]
+        sub = logits[rows]
+        temps = torch.tensor([max(reqs[i].sampling_params.temperature, GREEDY_TEMPERATURE) for i in rows],
+                             dtype=sub.dtype, device=sub.device)
+        probs = torch.softmax(sub / temps[:, None], dim=-1)
+        probs = self._truncate(probs, [reqs[i] for i in rows])
+        sampled = self._multinomial(probs, [reqs[i] for i in rows])
+        next_ids[rows] = sampled
+        return next_ids.tolist()
+
+    @staticmethod
+    def _truncate(probs: torch.Tensor, reqs: list[Req]) -> torch.Tensor:
+        """Zero out tokens outside top-k / top-p / min-p (rows that ask for it)."""
+        ps = [r.sampling_params for r in reqs]
+        if all(p.top_k >= TOP_K_ALL and p.top_p >= 1.0 and p.min_p <= 0.0 for p in ps):
+            return probs
+        device = probs.device
+        top_k = torch.tensor([min(p.top_k, probs.shape[1]) for p in ps], device=device)
+        top_p = torch.tensor([p.top_p for p in ps], dtype=probs.dtype, device=device)
+        min_p = torch.tensor([p.min_p for p in ps], dtype=probs.dtype, device=device)
+        sorted_p, idx = probs.sort(dim=-1, descending=True)
+        rank = torch.arange(probs.shape[1], device=device)[None, :]
+        drop = rank >= top_k[:, None]
+        # Keep the smallest prefix whose mass reaches top_p (the first token always stays).
+        drop |= (sorted_p.cumsum(dim=-1) - sorted_p) > top_p[:, None]
+        drop |= sorted_p < (min_p * sorted_p[:, :1])
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        return torch.zeros_like(probs).scatter_(1, idx, sorted_p)
+
+    @staticmethod
+    def _multinomial(probs: torch.Tensor, reqs: list[Req]) -> torch.Tensor:
+        out = torch.multinomial(probs, 1)[:, 0]
+        for i, r in enumerate(reqs):
+            if r.generator is not None:  # seeded rows draw from their own stream
+                out[i] = torch.multinomial(probs[i], 1, generator=r.generator)[0]
+        return out

@@ -1,0 +1,68 @@
+"""ServerArgs: the one frozen configuration of a radixlm runtime (Engine or server).
+
+The CLI is generated from the fields (`add_cli_args` / `from_cli`), so a new option is one
+field here. Parts below take explicit typed arguments derived from it; nothing mutates it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import get_type_hints
+
+
+@dataclass(frozen=True)
+class ServerArgs:
+    model_path: str | None = None  # HF folder or .gguf file; None = bundled SmolLM2-135M-Instruct
+    served_model_name: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 30000
+    api_key: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    mem_fraction: float | None = None  # of free memory for the KV pool (default 0.85 CUDA, 0.1 CPU)
+    max_total_tokens: int | None = None  # KV pool size in tokens (overrides mem_fraction)
+    max_running_requests: int = 256
+    max_queued_requests: int = 4096
+    chunked_prefill_size: int = 2048
+    context_length: int | None = None  # default: the model's
+    disable_radix_cache: bool = False
+    schedule_policy: str = "lpm"
+    random_seed: int | None = None
+    chat_template: str | None = None  # path to a Jinja template overriding the model's
+    log_level: str = "info"
+    log_requests: bool = False
+    disable_jump_forward: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mem_fraction is not None and not 0.0 < self.mem_fraction < 1.0:
+            raise ValueError(f"mem_fraction must be in (0, 1) (got {self.mem_fraction})")
+        for name in ("max_running_requests", "chunked_prefill_size", "max_queued_requests"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if self.max_total_tokens is not None and self.max_total_tokens < 16:
+            raise ValueError(f"max_total_tokens must be >= 16 (got {self.max_total_tokens})")
+        if self.schedule_policy not in ("lpm", "fcfs"):
+            raise ValueError(f"schedule_policy must be lpm or fcfs (got {self.schedule_policy!r})")
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"port must be in [0, 65535] (got {self.port})")
+
+    def replace(self, **changes) -> ServerArgs:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def add_cli_args(cls, parser: argparse.ArgumentParser) -> None:
+        hints = get_type_hints(cls)
+        for f in fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            typ = hints[f.name]
+            if typ is bool:
+                parser.add_argument(flag, action="store_true", default=f.default)
+                continue
+            base = next((t for t in getattr(typ, "__args__", (typ,)) if t is not type(None)), str)
+            parser.add_argument(flag, type=base, default=f.default, dest=f.name)
+
+    @classmethod
+    def from_cli(cls, ns: argparse.Namespace) -> ServerArgs:
+        return cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
