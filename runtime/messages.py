@@ -3,6 +3,8 @@
 Producers and consumers:
   TokenizedRequest, AbortRequest, FlushCacheRequest : tokenizer manager / Engine -> scheduler
   ReqTokenOutput (in a BatchTokenOut)               : scheduler -> detokenizer / Engine
+  ReqTextOutput (in a BatchTextOut)                 : detokenizer -> tokenizer manager
+  ProcessReady / ProcessFailed / replies            : children -> tokenizer manager
 Plain dataclasses, pickled over zmq ipc:// sockets by `ipc.py` (every endpoint is ours).
 """
 
@@ -64,3 +66,67 @@ class ReqTokenOutput:
 @dataclass
 class BatchTokenOut:
     outputs: list[ReqTokenOutput]
+
+
+# ---- server process messages (runtime/launch.py wires them; DESIGN §2) ------------------
+# scheduler -> detokenizer, before the first output of `rid` (same socket, so it arrives first)
+@dataclass
+class DetokenizeParams:
+    rid: str
+    stop: list[str] = field(default_factory=list)
+    skip_special_tokens: bool = True
+    spaces_between_special_tokens: bool = True
+    no_stop_trim: bool = False
+
+
+@dataclass
+class ReqTextOutput:
+    """A scheduler output plus the request's cumulative visible text after it."""
+
+    out: ReqTokenOutput
+    text: str
+
+
+@dataclass
+class BatchTextOut:  # detokenizer -> tokenizer manager
+    outputs: list[ReqTextOutput]
+
+
+@dataclass
+class ProcessReady:  # scheduler / detokenizer -> tokenizer manager, once, after start-up
+    process: str
+    info: dict[str, Any] = field(default_factory=dict)  # scheduler: model and KV pool facts
+
+
+@dataclass
+class ProcessFailed:  # a child that could not start says why before exiting
+    process: str
+    message: str
+
+
+@dataclass
+class FlushCacheReply:  # scheduler -> tokenizer manager, answers FlushCacheRequest in order
+    success: bool
+
+
+@dataclass
+class GetStateRequest:  # tokenizer manager -> scheduler
+    pass
+
+
+@dataclass
+class SchedulerState:  # scheduler -> tokenizer manager, answers GetStateRequest in order
+    running: int
+    waiting: int
+    kv_pool_size: int
+    kv_free: int
+    kv_evictable: int
+    kv_protected: int
+    kv_held: int
+    kv_pool_invariant_ok: bool
+    steps: int
+    forward_tokens: int
+    prompt_tokens: int
+    cached_tokens: int
+    cache_hit_rate: float
+    retractions: int

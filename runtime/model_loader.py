@@ -211,5 +211,5 @@ def iter_safetensors(folder: Path):
 
     for file in sorted(folder.glob("*.safetensors")):
         with safe_open(str(file), framework="pt") as f:
-            for key in f.keys():
+            for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
                 yield key, f.get_tensor(key)

@@ -27,6 +27,7 @@ import itertools
 from typing import NamedTuple
 
 import torch
+
 from radixlm.runtime.memory_pool import KVPool
 
 

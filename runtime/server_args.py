@@ -34,11 +34,12 @@ class ServerArgs:
     log_level: str = "info"
     log_requests: bool = False
     disable_jump_forward: bool = False
+    max_body_size: int = 16 * 1024 * 1024  # HTTP request body limit in bytes (413 above it)
 
     def __post_init__(self) -> None:
         if self.mem_fraction is not None and not 0.0 < self.mem_fraction < 1.0:
             raise ValueError(f"mem_fraction must be in (0, 1) (got {self.mem_fraction})")
-        for name in ("max_running_requests", "chunked_prefill_size", "max_queued_requests"):
+        for name in ("max_running_requests", "chunked_prefill_size", "max_queued_requests", "max_body_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
         if self.max_total_tokens is not None and self.max_total_tokens < 16:

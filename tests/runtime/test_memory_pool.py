@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from radixlm.runtime.memory_pool import KVPool, ReqToTokenPool
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+
 from radixlm.runtime.memory_pool import KVPool
 from radixlm.runtime.radix_cache import MatchResult, NoRadixCache, RadixCache, TreeNode
 

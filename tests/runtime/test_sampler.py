@@ -1,0 +1,72 @@
+"""Sampler unit tests on hand-made logits: truncation, penalties, masks, bad rows."""
+
+from __future__ import annotations
+
+import torch
+
+from radixlm.runtime.request import Req
+from radixlm.runtime.sampler import Sampler
+from radixlm.runtime.sampling_params import SamplingParams
+
+
+def req(**params) -> Req:
+    return Req(rid="r", input_ids=[0], sampling_params=SamplingParams.from_dict(params))
+
+
+def test_top_p_keeps_only_the_nucleus():
+    sampler = Sampler(4, (3,))
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    picks = {sampler.sample(logits, [req(top_p=0.6)]).next_ids[0] for _ in range(200)}
+    assert picks == {0, 1}
+
+
+def test_min_p_drops_unlikely_tokens():
+    sampler = Sampler(4, (3,))
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    picks = {sampler.sample(logits, [req(min_p=0.5)]).next_ids[0] for _ in range(200)}
+    assert picks == {0, 1}
+
+
+def test_top_k_limits_candidates():
+    sampler = Sampler(4, (3,))
+    logits = torch.zeros(1, 4)
+    picks = {sampler.sample(logits, [req(top_k=2)]).next_ids[0] for _ in range(200)}
+    assert len(picks) == 2
+
+
+def test_min_new_tokens_masks_eos():
+    sampler = Sampler(4, (3,))
+    logits = torch.tensor([[0.0, 0.0, 0.0, 10.0]])
+    assert sampler.sample(logits, [req(temperature=0)]).next_ids == [3]
+    assert sampler.sample(logits, [req(temperature=0, min_new_tokens=2, max_new_tokens=4)]).next_ids != [3]
+
+
+def test_frequency_penalty_discourages_repeats():
+    sampler = Sampler(3, (2,))
+    r = req(temperature=0, frequency_penalty=2.0)
+    r.output_ids = [0, 0]
+    logits = torch.tensor([[3.0, 0.0, -9.0]])
+    assert sampler.sample(logits, [r]).next_ids == [1]
+
+
+def test_logit_bias_applies():
+    sampler = Sampler(3, (2,))
+    logits = torch.tensor([[1.0, 0.0, 0.0]])
+    assert sampler.sample(logits, [req(temperature=0, logit_bias={"1": 5.0})]).next_ids == [1]
+
+
+def test_raw_logprobs_ignore_temperature():
+    sampler = Sampler(3, (2,))
+    logits = torch.tensor([[2.0, 1.0, 0.0]])
+    r = req(temperature=0)
+    r.return_logprob = True
+    out = sampler.sample(logits, [r])
+    assert abs(out.logprobs[0] - torch.log_softmax(logits, -1)[0, 0].item()) < 1e-6
+
+
+def test_nan_rows_are_reported_and_others_still_sample():
+    sampler = Sampler(3, (2,))
+    logits = torch.tensor([[float("nan"), 0.0, 0.0], [5.0, 0.0, 0.0]])
+    out = sampler.sample(logits, [req(temperature=0), req(temperature=0)])
+    assert out.bad_rows == [0]
+    assert out.next_ids[1] == 0
