@@ -1,17 +1,21 @@
 """Attention and layer kernels over the token-level KV pool.
 
 `radixlm.kernels` exposes one function per op and dispatches per call: the Triton kernel
-for CUDA tensors, the plain-torch reference (`reference.py`) otherwise. Set the environment
-variable RADIXLM_KERNELS=reference (or call `set_backend("reference")`) to force the
-reference path, e.g. to compare outputs; "triton" forces the Triton path (on CPU only under
-TRITON_INTERPRET=1).
+for CUDA tensors; for CPU tensors, attention goes through `cpu_attention.py` (the reference
+math, reorganised so KV shared by the whole batch is read once) and the rest through the
+plain-torch reference (`reference.py`, also the test oracle). Set the environment variable
+RADIXLM_KERNELS=reference (or call `set_backend("reference")`) to force the reference path;
+"triton" forces the Triton path (on CPU only under TRITON_INTERPRET=1).
+
+`shared_prefix_len` is an optimisation hint (the batch's common KV prefix, see
+ForwardBatch); only the CPU path uses it and results do not depend on it.
 """
 
 from __future__ import annotations
 
 import os
 
-from radixlm.kernels import reference
+from radixlm.kernels import cpu_attention, reference
 
 _BACKEND = os.environ.get("RADIXLM_KERNELS", "auto")
 
@@ -44,20 +48,24 @@ def store_kv(k_cache, v_cache, out_cache_loc, k, v) -> None:
     return reference.store_kv(k_cache, v_cache, out_cache_loc, k, v)
 
 
-def extend_attention(q, *args, **kwargs):
+def extend_attention(q, *args, shared_prefix_len: int = 0, **kwargs):
     if _use_triton(q):
         from radixlm.kernels import triton_ops
 
         return triton_ops.extend_attention(q, *args, **kwargs)
-    return reference.extend_attention(q, *args, **kwargs)
+    if _BACKEND == "reference":
+        return reference.extend_attention(q, *args, **kwargs)
+    return cpu_attention.extend_attention(q, *args, shared_prefix_len=shared_prefix_len, **kwargs)
 
 
-def decode_attention(q, *args, **kwargs):
+def decode_attention(q, *args, shared_prefix_len: int = 0, **kwargs):
     if _use_triton(q):
         from radixlm.kernels import triton_ops
 
         return triton_ops.decode_attention(q, *args, **kwargs)
-    return reference.decode_attention(q, *args, **kwargs)
+    if _BACKEND == "reference":
+        return reference.decode_attention(q, *args, **kwargs)
+    return cpu_attention.decode_attention(q, *args, shared_prefix_len=shared_prefix_len, **kwargs)
 
 
 def rms_norm(x, weight, eps, residual=None):

@@ -37,6 +37,7 @@ class ForwardBatch:
     logits_indices: torch.Tensor  # [num_logit_rows] int64, token rows whose logits are needed
     max_seq_len: int
     max_extend_len: int
+    shared_prefix_len: int  # leading KV slots identical for every request (0 if < threshold)
     req_to_token: torch.Tensor  # [rows, max_context_len] int32
     k_buffers: list[torch.Tensor]  # per layer [num_slots + 1, kv_heads, head_dim]
     v_buffers: list[torch.Tensor]
@@ -70,6 +71,7 @@ class ForwardBatch:
         def t(x: list[int]) -> torch.Tensor:
             return torch.tensor(x, dtype=torch.int64, device=device)
 
+        shared = common_prefix_slots(req_to_token, req_pool_indices, prefix_lens)
         mode = ForwardMode.DECODE if all(e == 1 for e in extend_lens) else ForwardMode.EXTEND
         return cls(
             mode=mode,
@@ -85,7 +87,26 @@ class ForwardBatch:
             logits_indices=t(logits_indices),
             max_seq_len=max(seq_lens),
             max_extend_len=max(extend_lens),
+            shared_prefix_len=shared,
             req_to_token=req_to_token,
             k_buffers=k_buffers,
             v_buffers=v_buffers,
         )
+
+
+# Below this many shared slots, the separate shared-prefix pass costs more than it saves.
+MIN_SHARED_PREFIX = 32
+
+
+def common_prefix_slots(req_to_token: torch.Tensor, rows: list[int], prefix_lens: list[int]) -> int:
+    """Length of the run of KV slots that every request's row starts with (radix-cache hits
+    give requests literally the same slots), or 0 if it is short or the batch has one row."""
+    if len(rows) < 2:
+        return 0
+    n = min(prefix_lens)
+    if n < MIN_SHARED_PREFIX:
+        return 0
+    block = req_to_token[rows, :n]  # [batch, n]
+    same = (block == block[0]).all(dim=0)
+    shared = n if bool(same.all()) else int((~same).nonzero()[0])
+    return shared if shared >= MIN_SHARED_PREFIX else 0
