@@ -37,12 +37,15 @@ def _merge(o1, lse1, o2, lse2):
 
 def _attend(q, k, v, scale, mask=None):
     """q [..., G, D], k/v [..., S, D] (kv head dims aligned) -> (out [..., G, D], lse [..., G])."""
-    s = torch.matmul(q, k.transpose(-1, -2)) * scale  # [..., G, S]
+    s = torch.matmul(q, k.transpose(-1, -2))  # [..., G, S]
+    s.mul_(scale)
     if mask is not None:
-        s = s.masked_fill(~mask, NEG_INF)
-    lse = torch.logsumexp(s, dim=-1)
-    p = torch.exp(s - lse[..., None])
-    return torch.matmul(p, v), lse
+        s.masked_fill_(~mask, NEG_INF)
+    m = s.amax(dim=-1, keepdim=True)
+    s.sub_(m).exp_()  # unnormalised probabilities, in place
+    denom = s.sum(dim=-1, keepdim=True)
+    o = torch.matmul(s, v).div_(denom)
+    return o, (m + denom.log()).squeeze(-1)
 
 
 def _shared_part(q, k_cache, v_cache, shared_slots, scale):
@@ -92,24 +95,48 @@ def decode_attention(
     return out
 
 
-def _own_extend_one(q, k_cache, v_cache, row_slots, prefix_len, start, scale):
-    """New tokens of one request (q [E, H, D]) against its keys [start, prefix_len + E)."""
-    E, H, D = q.shape
+def _own_extend_padded(q, k_cache, v_cache, req_to_token, rows, prefix, ext, starts, start, scale):
+    """New tokens of several requests, padded to the longest, against keys [start, seq_len).
+
+    q: all new tokens [T, H, D]; rows/prefix/ext/starts: host lists for the requests.
+    Returns (o [sum(ext), H, D], lse [sum(ext), H]) in the order of the requests' tokens.
+    """
+    _, H, D = q.shape
     KV = k_cache.shape[1]
     G = H // KV
-    seq_len = prefix_len + E
-    slots = row_slots[start:seq_len].long()
-    k = _gather(k_cache, slots).permute(1, 0, 2)  # [KV, S, D]
-    v = _gather(v_cache, slots).permute(1, 0, 2)
-    q_pos = torch.arange(prefix_len, seq_len, device=q.device)
-    k_pos = torch.arange(start, seq_len, device=q.device)
-    mask = (k_pos[None, :] <= q_pos[:, None])  # [E, S]
-    qg = q.view(E, KV, G, D).permute(1, 0, 2, 3)  # [KV, E, G, D]
-    o, lse = _attend(qg.reshape(KV, E * G, D), k, v, scale,
-                     mask[None, :, None, :].expand(KV, E, G, -1).reshape(KV, E * G, -1))
-    o = o.view(KV, E, G, D).permute(1, 0, 2, 3).reshape(E, H, D)
-    lse = lse.view(KV, E, G).permute(1, 0, 2).reshape(E, H)
-    return o, lse
+    n, max_ext = len(rows), max(ext)
+    dev = q.device
+    seq = [p + e for p, e in zip(prefix, ext)]
+    max_seq = max(seq)
+    e_pos = torch.arange(max_ext, device=dev)
+    ext_t = torch.tensor(ext, device=dev)
+    tok = (torch.tensor(starts, device=dev)[:, None] + e_pos[None, :]).clamp(max=q.shape[0] - 1)
+    qp = q[tok].view(n, max_ext, KV, G, D).permute(0, 2, 1, 3, 4).reshape(n, KV, max_ext * G, D)
+    slots = req_to_token[torch.tensor(rows, device=dev), start:max_seq].long()  # [n, S]
+    k = _gather(k_cache, slots).permute(0, 2, 1, 3)  # [n, KV, S, D]
+    v = _gather(v_cache, slots).permute(0, 2, 1, 3)
+    q_abs = torch.tensor(prefix, device=dev)[:, None] + e_pos[None, :]  # [n, max_ext]
+    k_abs = torch.arange(start, max_seq, device=dev)
+    mask = k_abs[None, None, :] <= q_abs[:, :, None]  # [n, max_ext, S]
+    mask = mask[:, None, :, None, :].expand(n, KV, max_ext, G, -1).reshape(n, KV, max_ext * G, -1)
+    o, lse = _attend(qp, k, v, scale, mask)
+    o = o.view(n, KV, max_ext, G, D).permute(0, 2, 1, 3, 4).reshape(n, max_ext, H, D)
+    lse = lse.view(n, KV, max_ext, G).permute(0, 2, 1, 3).reshape(n, max_ext, H)
+    valid = e_pos[None, :] < ext_t[:, None]
+    return o[valid], lse[valid]
+
+
+def _extend_groups(ext: list[int]) -> list[list[int]]:
+    """Requests (indices, extend_len > 1) grouped so padding to the group's longest wastes
+    at most about half the work: sorted by length, a group closes when it would double."""
+    order = sorted((i for i, e in enumerate(ext) if e > 1), key=lambda i: ext[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and ext[i] <= 2 * ext[groups[-1][0]]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def extend_attention(
@@ -131,12 +158,14 @@ def extend_attention(
         od, ld = _own_decode(q[tok], k_cache, v_cache, req_to_token, req_pool_indices[rows_t], seq, P,
                              int(seq.max()), sm_scale)
         o[tok], lse[tok] = od, ld
-    for i, e in enumerate(ext):
-        if e == 1 or e == 0:
-            continue
-        sl = slice(starts[i], starts[i] + e)
-        row = req_to_token[int(req_pool_indices[i])]
-        o[sl], lse[sl] = _own_extend_one(q[sl], k_cache, v_cache, row, prefixes[i], P, sm_scale)
+    rows = req_pool_indices.tolist()
+    for group in _extend_groups(ext):
+        og, lg = _own_extend_padded(
+            q, k_cache, v_cache, req_to_token, [rows[i] for i in group], [prefixes[i] for i in group],
+            [ext[i] for i in group], [starts[i] for i in group], P, sm_scale,
+        )
+        tok = torch.cat([torch.arange(starts[i], starts[i] + ext[i]) for i in group]).to(q.device)
+        o[tok], lse[tok] = og, lg
     if P > 0:
         shared_slots = req_to_token[req_pool_indices[0], :P].long()
         o1, lse1 = _shared_part(q, k_cache, v_cache, shared_slots, sm_scale)

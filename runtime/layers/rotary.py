@@ -44,12 +44,16 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos", emb.cos(), persistent=False)
         self.register_buffer("sin", emb.sin(), persistent=False)
 
-    def forward(
-        self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor
+    def lookup(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin) [tokens, 1, dim] for these positions; done once per forward, not per layer."""
+        return self.cos[positions][:, None, :].to(dtype), self.sin[positions][:, None, :].to(dtype)
+
+    @staticmethod
+    def apply(
+        cos_sin: tuple[torch.Tensor, torch.Tensor], q: torch.Tensor, k: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """q: [tokens, heads, dim], k: [tokens, kv_heads, dim]; positions: [tokens]."""
-        cos = self.cos[positions][:, None, :].to(q.dtype)  # [tokens, 1, dim]
-        sin = self.sin[positions][:, None, :].to(q.dtype)
+        """q: [tokens, heads, dim], k: [tokens, kv_heads, dim] rotated by their positions."""
+        cos, sin = cos_sin
         return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
 
 

@@ -31,13 +31,13 @@ class LlamaAttention(nn.Module):
         self.rotary = rotary
         self.attn = PoolAttention(layer_id, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim)
 
-    def forward(self, positions: torch.Tensor, x: torch.Tensor, fb: ForwardBatch) -> torch.Tensor:
+    def forward(self, cos_sin, x: torch.Tensor, fb: ForwardBatch) -> torch.Tensor:
         qkv = self.qkv_proj(x)  # [tokens, q_size + 2 * kv_size]
         q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         q = q.view(-1, self.num_heads, self.head_dim)
         k = k.view(-1, self.num_kv_heads, self.head_dim)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
-        q, k = self.rotary(positions, q, k)
+        q, k = RotaryEmbedding.apply(cos_sin, q, k)
         return self.o_proj(self.attn(q, k, v, fb))
 
 
@@ -59,13 +59,13 @@ class LlamaDecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward(self, positions, x, residual, fb: ForwardBatch):
+    def forward(self, cos_sin, x, residual, fb: ForwardBatch):
         if residual is None:
             residual = x
             x = self.input_layernorm(x)
         else:
             x, residual = self.input_layernorm(x, residual)
-        x = self.self_attn(positions, x, fb)
+        x = self.self_attn(cos_sin, x, fb)
         x, residual = self.post_attention_layernorm(x, residual)
         return self.mlp(x), residual
 
@@ -87,9 +87,10 @@ class LlamaForCausalLM(nn.Module):
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, fb: ForwardBatch) -> torch.Tensor:
         """Returns float32 logits [len(fb.logits_indices), vocab] (empty if none are needed)."""
         x = self.embed_tokens(input_ids)  # [tokens, hidden]
+        cos_sin = self.layers[0].self_attn.rotary.lookup(positions, x.dtype)
         residual = None
         for layer in self.layers:
-            x, residual = layer(positions, x, residual, fb)
+            x, residual = layer(cos_sin, x, residual, fb)
         if fb.logits_indices.numel() == 0:
             return x.new_empty((0, self.cfg.vocab_size), dtype=torch.float32)
         # Norm and project only the rows that need logits (last token per request, prompt spans).

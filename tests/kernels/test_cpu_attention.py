@@ -60,3 +60,18 @@ def test_mixed_extend_matches_reference(shared):
     out = torch.full_like(q, float("nan"))  # poisoned: every row must be written
     cpu_attention.extend_attention(*args, out=out, shared_prefix_len=shared)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_ragged_extend_groups_match_reference():
+    prefix = [36, 36, 40, 36, 50, 36]
+    ext = [3, 20, 1, 9, 2, 40]  # groups of different lengths plus a decode row
+    seq_lens = [p + e for p, e in zip(prefix, ext)]
+    k, v, r2t = make_pool(seq_lens, 36, 2, 8, seed=7)
+    q = torch.randn(sum(ext), 6, 8)
+    starts = torch.tensor([0, 3, 23, 24, 33, 35])
+    args = (q, k, v, r2t, torch.arange(6), torch.tensor(prefix), torch.tensor(ext), starts, 0.3)
+    ref = reference.extend_attention(*args)
+    for shared in (0, 36):
+        out = torch.full_like(q, float("nan"))
+        cpu_attention.extend_attention(*args, out=out, shared_prefix_len=shared)
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
