@@ -60,6 +60,7 @@ def build_runtime(args: ServerArgs) -> Runtime:
         disable_radix_cache=args.disable_radix_cache,
         schedule_policy=args.schedule_policy,
         random_seed=args.random_seed,
+        enable_jump_forward=not args.disable_jump_forward,
     )
     scheduler = Scheduler(runner, tokenizer, cfg)
     logger.info(

@@ -53,6 +53,10 @@ class _Handle:
         self.future: Future = Future()
 
     def on_output(self, out: ReqTokenOutput) -> None:
+        fr = out.finish_reason or {}
+        if fr.get("type") == "abort" and fr.get("status_code") == 400:
+            self.fail(ValueError(fr.get("message")))  # e.g. a constraint that does not compile
+            return
         self.detok.update(out.new_token_ids, out.finished, out.matched_stop)
         self.builder.add(out, self.detok.visible_text(out.finished))
         self.events.put(self.builder.stream_event())

@@ -55,6 +55,8 @@ class Req:
 
     finish_reason: FinishReason | None = None
     grammar: Any = None  # per-request grammar matcher (constrained decoding)
+    grammar_handle: Any = None  # pending compile while the request sits in the grammar queue
+    jumped_tokens: int = 0  # output tokens appended by jump-forward (not sampled)
     generator: torch.Generator | None = None  # per-request RNG when a seed is given
 
     # logprob accumulators: entries are (logprob | None, token_id)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from radixlm.runtime.constrained.bitmask import apply_token_bitmask_
 from radixlm.runtime.request import Req
 from radixlm.runtime.sampling_params import GREEDY_TEMPERATURE, TOP_K_ALL
 
@@ -34,7 +35,7 @@ class Sampler:
         self,
         logits: torch.Tensor,  # [batch, vocab] float32
         reqs: list[Req],
-        allowed_mask: torch.Tensor | None = None,  # [batch, vocab] bool, grammar-allowed tokens
+        token_bitmask: torch.Tensor | None = None,  # [batch, ceil(vocab/32)] int32 grammar mask
     ) -> SampleOutput:
         logits = logits[:, : self.vocab_size]
         bad = ~torch.isfinite(logits).all(dim=-1)
@@ -45,8 +46,8 @@ class Sampler:
         raw_logprobs = torch.log_softmax(logits, dim=-1) if want_logprob else None
 
         logits = self._apply_biases(logits.clone(), reqs)
-        if allowed_mask is not None:
-            logits = logits.masked_fill(~allowed_mask[:, : self.vocab_size], float("-inf"))
+        if token_bitmask is not None:
+            apply_token_bitmask_(logits, token_bitmask.to(logits.device, non_blocking=True))
         next_ids = self._choose(logits, reqs)
 
         out_lp, top = None, None

@@ -16,6 +16,7 @@ computed prefix stays in the radix cache and they resume later with the same out
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -44,6 +45,9 @@ class SchedulerConfig:
     schedule_policy: str = "lpm"
     check_invariant_when_idle: bool = True
     random_seed: int | None = None
+    enable_jump_forward: bool = True
+    grammar_compile_timeout_s: float = 30.0
+    json_whitespace_pattern: str = ""
 
 
 class Scheduler:
@@ -59,8 +63,12 @@ class Scheduler:
         self.cache = NoRadixCache(self.kv_pool) if cfg.disable_radix_cache else RadixCache(self.kv_pool)
         self.sampler = Sampler(mc.vocab_size, mc.eos_token_ids)
         self.stop_checker = StopChecker(tokenizer, mc.eos_token_ids)
+        self.tokenizer = tokenizer
         self.waiting: deque[Req] = deque()
         self.running: list[Req] = []
+        self.grammar_queue: list[Req] = []  # constrained requests whose grammar is compiling
+        self._grammar_manager = None  # built on the first constrained request (~1 s)
+        self._bitmask = None
         self.new_token_ratio = policy.INITIAL_NEW_TOKEN_RATIO
         self.pending_outputs: list[ReqTokenOutput] = []
         self.stats = SchedulerStats()
@@ -79,7 +87,12 @@ class Scheduler:
             seed = self.cfg.random_seed
         if seed is not None:
             req.generator = torch.Generator(device=self.device).manual_seed(seed & ((1 << 63) - 1))
-        self.waiting.append(req)
+        constraint = tr.sampling_params.constraint
+        if constraint is not None:
+            req.grammar_handle = self.grammar_manager.submit(*constraint)
+            self.grammar_queue.append(req)
+        else:
+            self.waiting.append(req)
 
     def validate(self, tr: TokenizedRequest) -> None:
         n = len(tr.input_ids)
@@ -105,9 +118,18 @@ class Scheduler:
         if tr.top_logprobs_num < 0 or tr.top_logprobs_num > 20:
             raise ValueError(f"top_logprobs_num must be in [0, 20] (got {tr.top_logprobs_num})")
         tr.sampling_params.check_vocab(vocab)
+        constraint = tr.sampling_params.constraint
+        if constraint is not None and constraint[0] not in ("regex", "json_schema", "choices"):
+            raise ValueError(f"{constraint[0]} constraints are not supported; use regex, json_schema or choices")
 
     def abort(self, rid: str, message: str = "aborted") -> None:
         """Finish `rid` with reason abort wherever it is; its KV is freed or cached."""
+        for req in list(self.grammar_queue):
+            if req.rid == rid:
+                self.grammar_manager.cancel(req.grammar_handle)
+                self.grammar_queue.remove(req)
+                req.finish_reason = FinishReason("abort", message=message)
+                self.pending_outputs.append(self._output(req, []))
         for req in list(self.waiting):
             if req.rid == rid:
                 self.waiting.remove(req)
@@ -128,15 +150,55 @@ class Scheduler:
 
     @property
     def is_idle(self) -> bool:
-        return not self.running and not self.waiting
+        return not self.running and not self.waiting and not self.grammar_queue
+
+    @property
+    def grammar_manager(self):
+        if self._grammar_manager is None:
+            from radixlm.runtime.constrained import (
+                GrammarLimits,
+                GrammarManager,
+                allocate_token_bitmask,
+            )
+
+            self._grammar_manager = GrammarManager.from_tokenizer(
+                self.tokenizer, self.runner.config.eos_token_ids, self.runner.config.vocab_size,
+                whitespace_pattern=self.cfg.json_whitespace_pattern,
+                limits=GrammarLimits(compile_timeout_s=self.cfg.grammar_compile_timeout_s),
+                jump_forward=self.cfg.enable_jump_forward,
+            )
+            self._bitmask = allocate_token_bitmask(
+                self.cfg.max_running_requests, self.runner.config.vocab_size,
+                pin_memory=self.device.type == "cuda",
+            )
+        return self._grammar_manager
+
+    def _poll_grammars(self) -> None:
+        """Move requests whose grammar compiled to the waiting queue; fail those that did not."""
+        for req in list(self.grammar_queue):
+            try:
+                matcher = self.grammar_manager.poll(req.grammar_handle)
+            except ValueError as exc:
+                self.grammar_queue.remove(req)
+                req.finish_reason = FinishReason("abort", message=f"invalid constraint: {exc}", status_code=400)
+                self.pending_outputs.append(self._output(req, []))
+                continue
+            if matcher is not None:
+                self.grammar_queue.remove(req)
+                req.grammar, req.grammar_handle = matcher, None
+                self.waiting.append(req)
 
     # ---- one iteration ------------------------------------------------------------------
     def step(self) -> list[ReqTokenOutput]:
+        if self.grammar_queue:
+            self._poll_grammars()
         outputs, self.pending_outputs = self.pending_outputs, []
         batch = self._schedule()
         if batch is None:
             if self.is_idle and self.cfg.check_invariant_when_idle:
                 self.check_invariant()
+            elif self.grammar_queue and not outputs:
+                time.sleep(0.001)  # only compiles pending: do not spin against their threads
             return outputs
         out_cache_loc = self._alloc_slots(batch.num_tokens)
         fb = batch.build(out_cache_loc, self.req_pool, self.kv_pool, self.device)
@@ -252,7 +314,7 @@ class Scheduler:
     def _process_results(self, batch: ScheduledBatch, logits: torch.Tensor, outputs: list) -> None:
         sample_reqs = [r for r, rows in zip(batch.reqs, batch.rows) if rows.sample_row is not None]
         sample_rows = [rows.sample_row for rows in batch.rows if rows.sample_row is not None]
-        sampled = self.sampler.sample(logits[sample_rows], sample_reqs) if sample_rows else None
+        sampled = self._sample(logits[sample_rows], sample_reqs) if sample_rows else None
         bad = {sample_reqs[i].rid for i in sampled.bad_rows} if sampled else set()
         k = 0
         for req, ext, rows in zip(batch.reqs, batch.extend_lens, batch.rows):
@@ -271,6 +333,18 @@ class Scheduler:
                 outputs.append(self._output(req, new_ids))
         self.running = self._release_finished(self.running, outputs, emit=False)
 
+    def _sample(self, logits: torch.Tensor, reqs: list[Req]):
+        bitmask = None
+        if any(r.grammar is not None for r in reqs):
+            from radixlm.runtime.constrained import reset_bitmask
+
+            bitmask = self._bitmask[: len(reqs)]
+            reset_bitmask(bitmask)
+            for i, r in enumerate(reqs):
+                if r.grammar is not None:
+                    r.grammar.fill_bitmask(bitmask, i)
+        return self.sampler.sample(logits, reqs, token_bitmask=bitmask)
+
     def _append_token(self, req: Req, sampled, k: int, bad: bool) -> list[int]:
         tok = sampled.next_ids[k]
         req.output_ids.append(tok)
@@ -282,9 +356,35 @@ class Scheduler:
             req.finish_reason = FinishReason(
                 "abort", message="the model produced NaN/inf logits for this request", status_code=500
             )
-        else:
-            req.finish_reason = self.stop_checker.check(req, self.cfg.context_len)
+            return [tok]
+        if req.grammar is not None and not req.grammar.accept_token(tok):
+            req.finish_reason = FinishReason(
+                "abort", message=f"internal error: token {tok} violates the grammar", status_code=500
+            )
+            return [tok]
+        req.finish_reason = self.stop_checker.check(req, self.cfg.context_len)
+        if req.grammar is not None and not req.finished and self.cfg.enable_jump_forward:
+            return [tok] + self._jump_forward(req)
         return [tok]
+
+    def _jump_forward(self, req: Req) -> list[int]:
+        """Append the text the grammar forces (compressed FSM); the next forward computes
+        these tokens in one extend pass. Jumped tokens have null logprobs (not sampled)."""
+        from radixlm.runtime.constrained import try_jump_forward
+
+        jf = try_jump_forward(req.grammar, self.tokenizer, max_tokens=req.remaining_new_tokens - 1)
+        if jf is None:
+            return []
+        req.output_ids.extend(jf.token_ids)
+        req.jumped_tokens += len(jf.token_ids)
+        self.stats.jumped_tokens += len(jf.token_ids)
+        if req.return_logprob:
+            req.output_token_logprobs.extend((None, t) for t in jf.token_ids)
+            if req.top_logprobs_num:
+                req.output_top_logprobs.extend([None] * len(jf.token_ids))
+        if req.grammar.is_terminated():
+            req.finish_reason = FinishReason("stop", matched=None)
+        return list(jf.token_ids)
 
     def _add_prompt_logprobs(self, req: Req, ext: int, rows, logits: torch.Tensor) -> None:
         """Accumulate [logprob, id] for prompt positions from logprob_start_len; the first
@@ -386,6 +486,7 @@ class SchedulerStats:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     retractions: int = 0
+    jumped_tokens: int = 0
 
     def record_step(self, batch: ScheduledBatch) -> None:
         self.steps += 1

@@ -1,0 +1,177 @@
+"""JSON-extraction benchmark of the constrained-decoding layer (no model needed).
+
+Workload: `--requests` documents (default 64), each a 6-property record (the JSON a model
+would extract from a short passage), under one schema with compact whitespace. Decoding is
+teacher-forced: where a token must be sampled, the tokenizer's own next token of the target
+document stands in for the model (its idealisation); the grammar mask must allow it. Reports:
+  * grammar compile cost, cache miss vs hit, and vocabulary build time;
+  * forward passes per request with jump-forward off and on (a jump's tokens ride in the
+    extend pass that samples the next token, so a pass = one sampled token);
+  * per-step CPU costs: fill_bitmask, accept_token, try_jump_forward, bitmask apply to a
+    [batch, vocab] logits tensor.
+The end-to-end numbers (tokens/s with the model, jump-forward on/off through the scheduler)
+belong to the serving benchmark once the scheduler drives the grammar layer.
+
+    python benchmarks/bench_json.py [--requests 64] [--whitespace ""]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+
+import torch
+
+from radixlm.runtime.constrained import (
+    GrammarManager,
+    allocate_token_bitmask,
+    apply_token_bitmask_,
+    try_jump_forward,
+    unpack_bitmask,
+)
+from radixlm.runtime.constrained.vocabulary import build_token_vocab
+from radixlm.runtime.model_loader import resolve_model
+from radixlm.runtime.tokenizer import load_tokenizer
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string"},
+        "director": {"type": "string"},
+        "year": {"type": "integer"},
+        "rating": {"type": "number"},
+        "genres": {"type": "array", "items": {"enum": ["drama", "comedy", "thriller", "sci-fi"]},
+                   "maxItems": 3},
+        "available": {"type": "boolean"},
+    },
+    "required": ["title", "director", "year", "rating", "genres", "available"],
+}
+TITLES = ["The Long Voyage", "Midnight Garden", "Paper Moons", "Iron Coast", "Quiet Harbor",
+          "Glass Towers", "Northern Lights", "Salt and Stone"]
+DIRECTORS = ["Ana Ruiz", "Kenji Mori", "Lena Berg", "Omar Haddad", "Chloe Martin", "Ivo Petrov"]
+
+
+def documents(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n):
+        record = {"title": rng.choice(TITLES), "director": rng.choice(DIRECTORS),
+                  "year": rng.randint(1950, 2024), "rating": round(rng.uniform(1, 10), 1),
+                  "genres": rng.sample(SCHEMA["properties"]["genres"]["items"]["enum"],
+                                       rng.randint(1, 3)),
+                  "available": rng.random() < 0.5}
+        docs.append(json.dumps(record, separators=(",", ":")))
+    return docs
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    def __call__(self, fn, *args):
+        start = time.perf_counter()
+        result = fn(*args)
+        self.samples.append(time.perf_counter() - start)
+        return result
+
+    def summary(self) -> str:
+        us = sorted(s * 1e6 for s in self.samples)
+        if not us:
+            return "n/a"
+        pick = lambda q: us[min(len(us) - 1, int(q * len(us)))]  # noqa: E731
+        return (f"mean {statistics.fmean(us):.1f} us, p50 {pick(0.5):.1f}, p90 {pick(0.9):.1f}, "
+                f"p99 {pick(0.99):.1f} ({len(us)} calls)")
+
+
+def decode(manager, tokenizer, handle, doc: str, jump: bool, timers: dict) -> tuple[int, int]:
+    """Teacher-forced constrained decode of `doc`: (forward passes, output tokens)."""
+    matcher = manager.poll(handle)
+    mask = allocate_token_bitmask(1, manager.logits_dim)
+    text, passes = b"", 0
+    token_bytes = manager.vocab.token_bytes
+    while not matcher.is_terminated():
+        if jump and (jf := timers["jump"](try_jump_forward, matcher, tokenizer, 64)):
+            text += jf.text.encode()
+        timers["fill"](matcher.fill_bitmask, mask, 0)
+        rest = doc.encode()[len(text):]
+        token = _model_stand_in(tokenizer, rest, unpack_bitmask(mask, manager.logits_dim)[0],
+                                manager.vocab)
+        assert timers["accept"](matcher.accept_token, token)
+        passes += 1
+        if token in manager.vocab.stop_ids:
+            break
+        text += token_bytes[token]
+    assert text.decode() == doc, (text, doc)
+    return passes, len(matcher.accepted_ids)
+
+
+def _model_stand_in(tokenizer, rest: bytes, allowed: torch.Tensor, vocab) -> int:
+    """The tokenizer's next token of the target text, if allowed; else the longest allowed
+    token that continues it; eos at the end."""
+    if not rest:
+        return vocab.eos_id
+    first = tokenizer.encode(rest.decode("utf-8", "ignore"), add_special_tokens=False)[0]
+    if allowed[first] and rest.startswith(vocab.token_bytes[first]):
+        return first
+    fits = [t for t in allowed.nonzero().flatten().tolist()
+            if vocab.token_bytes[t] and rest.startswith(vocab.token_bytes[t])]
+    return max(fits, key=lambda t: len(vocab.token_bytes[t]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=64)
+    parser.add_argument("--whitespace", default="", help="JSON whitespace pattern")
+    args = parser.parse_args()
+
+    tokenizer = load_tokenizer(resolve_model(None))
+    start = time.perf_counter()
+    vocab = build_token_vocab(tokenizer, (tokenizer.eos_token_id,))
+    print(f"vocabulary build: {time.perf_counter() - start:.2f} s ({vocab.size} ids)")
+    manager = GrammarManager(vocab, logits_dim=vocab.size, whitespace_pattern=args.whitespace)
+
+    start = time.perf_counter()
+    handle = manager.submit("json_schema", SCHEMA)
+    manager.wait(handle)
+    miss = time.perf_counter() - start
+    start = time.perf_counter()
+    hit_handle = manager.submit("json_schema", json.dumps(SCHEMA))
+    manager.poll(hit_handle)
+    hit = time.perf_counter() - start
+    grammar = manager.poll(handle).grammar
+    print(f"compile (miss): {miss * 1e3:.0f} ms, automaton {grammar.size_bytes >> 10} KiB; "
+          f"cache hit submit+poll: {hit * 1e6:.0f} us")
+
+    docs = documents(args.requests)
+    results = {}
+    for jump in (False, True):
+        timers = {name: Timer() for name in ("fill", "accept", "jump")}
+        start = time.perf_counter()
+        runs = [decode(manager, tokenizer, handle, doc, jump, timers) for doc in docs]
+        elapsed = time.perf_counter() - start
+        passes = statistics.fmean(p for p, _ in runs)
+        tokens = statistics.fmean(t for _, t in runs)
+        results[jump] = passes
+        grammar_s = sum(sum(t.samples) for t in timers.values()) / len(docs)
+        print(f"\njump-forward {'on' if jump else 'off'}: {passes:.1f} forward passes/request, "
+              f"{tokens:.1f} output tokens/request; grammar work {grammar_s * 1e3:.2f} "
+              f"ms/request (whole loop with the stand-in model {elapsed / len(docs) * 1e3:.0f} ms)")
+        for name, timer in timers.items():
+            if timer.samples:
+                print(f"  {name:7s} {timer.summary()}")
+    print(f"\nforward passes saved by jump-forward: {1 - results[True] / results[False]:.0%}")
+
+    logits = torch.randn(8, vocab.size)
+    mask = allocate_token_bitmask(8, vocab.size)
+    apply_timer = Timer()
+    for _ in range(200):
+        apply_timer(apply_token_bitmask_, logits, mask)
+    print(f"apply_token_bitmask_ [8, {vocab.size}] on CPU: {apply_timer.summary()}")
+    manager.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Constrained decoding through runtime.Engine on the real bundled model.
+
+Every constraint of test_random_walk (32 JSON schemas, 32 regexes) is decoded by the real
+model in one batch, at temperature 0 and 1, with jump-forward on (the default) and off:
+every output that finished (reason stop) validates; an output cut by max_new_tokens
+(reason length) may be incomplete, as documented.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import jsonschema
+import pytest
+
+from radixlm.runtime import Engine
+
+from .test_random_walk import REGEXES, SCHEMAS  # noqa: TID252 (pytest importlib mode)
+
+MAX_NEW = 80
+
+
+def cases(tokenizer) -> list[tuple[str, object, str]]:
+    def chat(q):
+        return tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
+                                             add_generation_prompt=True)
+
+    out = [("json_schema", s, chat(f"Produce a JSON value for the '{name}' record.")) for name, s in SCHEMAS.items()]
+    out += [("regex", r, chat(f"Write an example of {name}.")) for name, r in REGEXES.items()]
+    return out
+
+
+def run_all(engine, tokenizer, temperature: float) -> list[tuple[str, object, dict]]:
+    cs = cases(tokenizer)
+    params = [{"max_new_tokens": MAX_NEW, "temperature": temperature, "sampling_seed": i,
+               kind: json.dumps(spec) if kind == "json_schema" else spec}
+              for i, (kind, spec, _) in enumerate(cs)]
+    outs = engine.generate([p for _, _, p in cs], params)
+    return [(kind, spec, out) for (kind, spec, _), out in zip(cs, outs)]
+
+
+def assert_valid(results) -> int:
+    finished = 0
+    for kind, spec, out in results:
+        reason = out["meta_info"]["finish_reason"]["type"]
+        assert reason in ("stop", "length"), out
+        if reason != "stop":
+            continue
+        finished += 1
+        if kind == "json_schema":
+            jsonschema.validate(json.loads(out["text"]), spec)
+        else:
+            assert re.fullmatch(spec, out["text"]), (spec, out["text"])
+    return finished
+
+
+@pytest.fixture(scope="module")
+def engine():
+    with Engine(max_total_tokens=30000) as e:
+        yield e
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_every_finished_output_validates_with_jump_forward(engine, tokenizer, temperature):
+    results = run_all(engine, tokenizer, temperature)
+    # not vacuous: a small model at temperature 0 can loop until max_new_tokens, but most finish
+    assert assert_valid(results) >= len(results) // 2
+    assert engine.call_in_loop(lambda s: s.stats.jumped_tokens) > 0
+    engine.call_in_loop(lambda s: s.check_invariant())
+
+
+def test_every_finished_output_validates_without_jump_forward(tokenizer):
+    with Engine(max_total_tokens=30000, disable_jump_forward=True) as e:
+        results = run_all(e, tokenizer, 0.0)
+        assert e.call_in_loop(lambda s: s.stats.jumped_tokens) == 0
+    assert assert_valid(results) >= len(results) // 2
+
+
+def test_jump_forward_keeps_the_forced_text_exact(engine, tokenizer):
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
+              "city": {"enum": ["Paris", "London"]}}, "required": ["name", "city"]}
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Alice lives in Paris. JSON please."}], tokenize=False,
+        add_generation_prompt=True)
+    out = engine.generate(prompt, {"max_new_tokens": 40, "temperature": 0, "json_schema": json.dumps(schema)})
+    assert out["text"].startswith('{"name":"')
+    assert re.search(r'","city":"(Paris|London)"}$', out["text"])
+    # the text is exactly the decoded ids: nothing dropped or duplicated around the jumps
+    assert tokenizer.decode(out["output_ids"], skip_special_tokens=True) == out["text"]
+
+
+def test_unicode_alternatives_sharing_a_first_character(engine):
+    regex = "霍格沃茨特快列车|霍比特人比尔博"
+    for temperature in (0.0, 1.0):
+        out = engine.generate("Name a famous train or hobbit:", {
+            "max_new_tokens": 30, "temperature": temperature, "regex": regex, "sampling_seed": 3})
+        assert re.fullmatch(regex, out["text"]), out["text"]
+
+
+def test_non_ascii_enum_values(engine):
+    schema = {"type": "object", "properties": {"ville": {"enum": ["東京", "café", "naïve"]}}, "required": ["ville"]}
+    out = engine.generate("Pick a word:", {"max_new_tokens": 30, "temperature": 1.0, "sampling_seed": 5,
+                                          "json_schema": json.dumps(schema)})
+    jsonschema.validate(json.loads(out["text"]), schema)
+
+
+@pytest.mark.parametrize(("params", "needle"), [
+    ({"regex": "(unclosed"}, "regex"),
+    ({"json_schema": "{not json"}, "json"),
+    ({"regex": "a", "json_schema": "{}"}, "only one of"),
+    ({"ebnf": "root ::= 'a'"}, "ebnf"),
+])
+def test_bad_constraints_raise_and_the_engine_keeps_serving(engine, params, needle):
+    with pytest.raises(ValueError, match=needle):
+        engine.generate("hello", {"max_new_tokens": 4, **params})
+    assert engine.generate("ok", {"max_new_tokens": 1})["meta_info"]["completion_tokens"] == 1
+    engine.call_in_loop(lambda s: s.check_invariant())
