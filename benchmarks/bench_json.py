@@ -9,10 +9,12 @@ document stands in for the model (its idealisation); the grammar mask must allow
     extend pass that samples the next token, so a pass = one sampled token);
   * per-step CPU costs: fill_bitmask, accept_token, try_jump_forward, bitmask apply to a
     [batch, vocab] logits tensor.
-The end-to-end numbers (tokens/s with the model, jump-forward on/off through the scheduler)
-belong to the serving benchmark once the scheduler drives the grammar layer.
+With --e2e, the same workload runs through runtime.Engine on the real model, each system in
+its own process: constrained with jump-forward, constrained without it, and unconstrained
+decoding of the same output length (ignore_eos); output tokens/s, forward passes and latency
+per request.
 
-    python benchmarks/bench_json.py [--requests 64] [--whitespace ""]
+    python benchmarks/bench_json.py [--requests 64] [--whitespace ""] [--e2e]
 """
 
 from __future__ import annotations
@@ -121,11 +123,100 @@ def _model_stand_in(tokenizer, rest: bytes, allowed: torch.Tensor, vocab) -> int
     return max(fits, key=lambda t: len(vocab.token_bytes[t]))
 
 
+def e2e_prompts(tokenizer, docs: list[str]) -> list[str]:
+    """A short passage per record (the facts of the target JSON, in prose) to extract from."""
+    prompts = []
+    for doc in docs:
+        d = json.loads(doc)
+        passage = (f"{d['title']} is a film directed by {d['director']} in {d['year']}. It is rated "
+                   f"{d['rating']} and counts as {', '.join(d['genres']) or 'unclassified'}; "
+                   f"{'it can be streamed' if d['available'] else 'it is not available'}.")
+        msg = f"Extract title, director, year, rating, genres and availability as JSON.\n\n{passage}"
+        prompts.append(tokenizer.apply_chat_template([{"role": "user", "content": msg}], tokenize=False,
+                                                     add_generation_prompt=True))
+    return prompts
+
+
+def e2e_one(mode: str, prompts: list[str], max_new: int) -> dict:
+    from radixlm.runtime import Engine
+
+    with Engine(max_total_tokens=40000, disable_jump_forward=mode == "constrained, jump-forward off") as e:
+        e.generate(prompts[0], {"max_new_tokens": 2, "json_schema": json.dumps(SCHEMA)})  # compile
+        e.call_in_loop(lambda s: setattr(s, "stats", type(s.stats)()))
+        params = {"max_new_tokens": max_new, "temperature": 0}
+        params = {**params, "ignore_eos": True} if mode == "unconstrained" else {**params, "json_schema": json.dumps(SCHEMA)}
+        start = time.perf_counter()
+        outs = e.generate(prompts, params)
+        seconds = time.perf_counter() - start
+        stats = e.call_in_loop(lambda s: s.stats)
+    tokens = sum(o["meta_info"]["completion_tokens"] for o in outs)
+    valid = sum(_valid(o["text"]) for o in outs) if mode != "unconstrained" else None
+    return {"seconds": seconds, "tokens": tokens, "steps": stats.steps, "jumped": stats.jumped_tokens,
+            "latency": statistics.fmean(o["meta_info"]["e2e_latency"] for o in outs), "valid": valid,
+            "mean_tokens": tokens / len(outs)}
+
+
+def _valid(text: str) -> bool:
+    try:
+        import jsonschema
+
+        jsonschema.validate(json.loads(text), SCHEMA)
+        return True
+    except Exception:
+        return False
+
+
+def run_e2e(n: int) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    tokenizer = load_tokenizer(resolve_model(None))
+    prompts = e2e_prompts(tokenizer, documents(n))
+    results = {}
+    budget = 96
+    for mode in ("constrained, jump-forward on", "constrained, jump-forward off", "unconstrained"):
+        max_new = budget
+        if mode == "unconstrained":  # same output length as the constrained run
+            max_new = max(1, round(results["constrained, jump-forward off"]["mean_tokens"]))
+        with tempfile.NamedTemporaryFile("w+", suffix=".json") as f:
+            json.dump({"mode": mode, "prompts": prompts, "max_new": max_new}, f)
+            f.flush()
+            out = subprocess.run([sys.executable, __file__, "--e2e-one", f.name], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(out.stderr[-2000:])
+        results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"\n{n} JSON-extraction requests, 6-property schema, greedy, max {budget} new tokens\n")
+    print("| mode | total s | output tok/s | forward passes / request | mean latency s | valid JSON |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for mode, r in results.items():
+        passes = (r["tokens"] - r["jumped"]) / n
+        valid = "—" if r["valid"] is None else f"{r['valid']}/{n}"
+        print(f"| {mode} | {r['seconds']:.1f} | {r['tokens'] / r['seconds']:.1f} | {passes:.1f} | "
+              f"{r['latency']:.2f} | {valid} |")
+    on, off = results["constrained, jump-forward on"], results["constrained, jump-forward off"]
+    free = results["unconstrained"]
+    print(f"\njump-forward throughput gain: {(on['tokens'] / on['seconds']) / (off['tokens'] / off['seconds']):.2f}x; "
+          f"forward passes saved: {1 - (on['tokens'] - on['jumped']) / (off['tokens'] - off['jumped']):.0%}; "
+          f"constrained (no jump) vs unconstrained tok/s: "
+          f"{(off['tokens'] / off['seconds']) / (free['tokens'] / free['seconds']):.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--whitespace", default="", help="JSON whitespace pattern")
+    parser.add_argument("--e2e", action="store_true", help="run the model end to end through Engine")
+    parser.add_argument("--e2e-one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.e2e_one:
+        with open(args.e2e_one) as f:
+            w = json.load(f)
+        print(json.dumps(e2e_one(w["mode"], w["prompts"], w["max_new"])))
+        return
+    if args.e2e:
+        run_e2e(args.requests)
+        return
 
     tokenizer = load_tokenizer(resolve_model(None))
     start = time.perf_counter()
