@@ -14,7 +14,7 @@ import logging
 import zmq
 
 from radixlm.runtime import ipc
-from radixlm.runtime.child_process import parent_is_gone, setup_child
+from radixlm.runtime.child_process import exit_now, parent_is_gone, setup_child
 from radixlm.runtime.detokenizer import RequestDetokenizer
 from radixlm.runtime.messages import (
     BatchTextOut,
@@ -73,7 +73,8 @@ def run_detokenizer_process(model_folder: str, endpoints: ipc.IpcEndpoints, pare
     except Exception as exc:
         logger.exception("detokenizer start-up failed")
         ipc.send(to_main, ProcessFailed("detokenizer", f"{type(exc).__name__}: {exc}"))
-        raise SystemExit(1) from None
+        to_main.close(linger=2000)  # deliver the reason before exiting
+        exit_now(1)
     inbox = ipc.pull_socket(ctx, endpoints.detokenizer)
     ipc.send(to_main, ProcessReady("detokenizer"))
     while True:
@@ -81,7 +82,7 @@ def run_detokenizer_process(model_folder: str, endpoints: ipc.IpcEndpoints, pare
         if msg is None:
             if parent_is_gone(parent_pid):
                 logger.warning("the server process is gone; detokenizer exiting")
-                return
+                exit_now(0)
             continue
         if isinstance(msg, DetokenizeParams):
             manager.register(msg)

@@ -21,10 +21,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from radixlm.runtime import model_info
 from radixlm.runtime.generate_input import RequestSpec, parse_generate
 from radixlm.runtime.http_common import GuardMiddleware, HTTPError, handle_http_error, read_json
 from radixlm.runtime.metrics import CONTENT_TYPE
+from radixlm.runtime.model_info import frontend_model_path, served_model_name
 from radixlm.runtime.openai_api import openai_routes
 from radixlm.runtime.request_lifecycle import (
     abort_error,
@@ -93,8 +93,8 @@ class NativeApi:
     async def model_info(self, request: Request) -> Response:
         info = self.tm.scheduler_info
         return JSONResponse({
-            "model_path": model_info.frontend_model_path(self.args, self.tm.tokenizer),
-            "served_model_name": model_info.served_model_name(self.args),
+            "model_path": frontend_model_path(self.args, self.tm.tokenizer),
+            "served_model_name": served_model_name(self.args),
             "tokenizer_path": str(self.tm.model_folder),
             "is_generation": True,
             "preferred_sampling_params": None,

@@ -3,10 +3,10 @@
     exit_code = launch_server(ServerArgs(port=30000))
 
 Order: resolve (and if needed convert) the model once here, so children never race on the
-conversion cache; bind the main process's socket; spawn the children; wait for both ready
-messages (model loaded, KV pool sized); only then open the port and log the URL. While
-serving, a watcher checks the children: if one dies, in-flight requests fail, the server
-stops with a clear log line and the exit code is 1. SIGINT/SIGTERM stop everything (exit 0);
+conversion cache; spawn the children; load the tokenizer and bind the main process's socket
+meanwhile; wait for both ready messages (model loaded, KV pool sized); only then open the
+port and log the URL. While serving, a watcher checks the children: if one dies, in-flight
+requests fail, the server stops with a clear log line and the exit code is 1. SIGINT/SIGTERM stop everything (exit 0);
 children are terminated in `finally` and also exit by themselves if this process vanishes.
 """
 
@@ -101,10 +101,10 @@ async def _serve(args: ServerArgs, folder: str, endpoints: IpcEndpoints,
     from radixlm.runtime.http_server import build_app
     from radixlm.runtime.tokenizer_manager import StartupError, TokenizerManager
 
-    tm = TokenizerManager(args, folder, endpoints)  # binds its socket before children connect
     procs = ChildProcesses(args, folder, endpoints)
     children.append(procs)
-    procs.start()
+    procs.start()  # first, so their model loading overlaps ours; zmq queues until we bind
+    tm = TokenizerManager(args, folder, endpoints)
     try:
         info = await tm.wait_ready(procs.dead_child, READY_TIMEOUT_S)
     except StartupError as exc:
@@ -138,6 +138,9 @@ async def _watch(server, procs: ChildProcesses, tm, failure: list[str], info: di
             server.should_exit = True
             return
         await asyncio.sleep(WATCH_INTERVAL_S)
+    # A signal is stopping uvicorn: answer the requests still waiting now (503) instead of
+    # letting the graceful-shutdown timeout cancel them.
+    tm.fail_all("the server is shutting down")
 
 
 if __name__ == "__main__":  # pragma: no cover - use `radixlm serve`

@@ -3,15 +3,17 @@
 
 A request becomes one `RequestSpec` per (prompt, sample) and runs through the same
 TokenizerManager as /generate; the SGLang-shaped results are then re-shaped into OpenAI
-objects. Chat prompts use the model's own chat template (or --chat-template). Not supported
-yet, and refused with 400 rather than ignored: `response_format` other than text (until the
-constrained decoder lands), `tools`, `echo`, `suffix`, multimodal content parts. The
-`model` field is not checked: there is one model.
+objects. Chat prompts use the model's own chat template (or --chat-template);
+`response_format` json_object / json_schema becomes the `json_schema` constraint. Not
+supported yet, and refused with 400 rather than ignored: other response formats, `tools`,
+`echo`, `suffix`, multimodal content parts. The `model` field is not checked: there is one
+model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from typing import Any
@@ -44,11 +46,24 @@ SAMPLING_FIELDS = {
 FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "abort"}
 
 
+def response_format_schema(fmt: Any) -> str | None:
+    """The `json_schema` sampling parameter a response_format asks for (wire-protocol Part C)."""
+    if fmt is None:
+        return None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return json.dumps({"type": "object"})
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+            raise ValueError("response_format json_schema needs json_schema.schema (an object)")
+        return json.dumps(spec["schema"])
+    raise ValueError(f"response_format {kind or fmt!r} is not supported (use text, json_object or json_schema)")
+
+
 def _check_unsupported(body: dict) -> None:
-    fmt = body.get("response_format")
-    if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") != "text"):
-        kind = fmt.get("type") if isinstance(fmt, dict) else fmt
-        raise ValueError(f"response_format {kind!r} is not supported yet (only 'text')")
     if body.get("tools") and body.get("tool_choice") != "none":
         raise ValueError("tools / function calling is not supported yet")
     if body.get("echo"):
@@ -61,6 +76,8 @@ def _sampling_params(body: dict, max_tokens: Any) -> SamplingParams:
     d = {ours: body[theirs] for theirs, ours in SAMPLING_FIELDS.items() if body.get(theirs) is not None}
     if max_tokens is not None:
         d["max_new_tokens"] = max_tokens
+    if (schema := response_format_schema(body.get("response_format"))) is not None:
+        d["json_schema"] = schema
     return SamplingParams.from_dict(d)
 
 

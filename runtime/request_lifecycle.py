@@ -49,9 +49,14 @@ async def _client_disconnected(request: Request) -> None:
         pass
 
 
+async def _all_done(states: list[ReqState]) -> None:
+    for state in states:
+        await state.done.wait()
+
+
 async def wait_all(request: Request, tm: TokenizerManager, states: list[ReqState]) -> bool:
     """Wait until every request finished (True) or the client went away (False, aborted)."""
-    finished = asyncio.ensure_future(asyncio.gather(*(s.done.wait() for s in states)))
+    finished = asyncio.ensure_future(_all_done(states))
     gone = asyncio.ensure_future(_client_disconnected(request))
     try:
         await asyncio.wait({finished, gone}, return_when=asyncio.FIRST_COMPLETED)

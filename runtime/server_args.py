@@ -35,6 +35,7 @@ class ServerArgs:
     log_requests: bool = False
     disable_jump_forward: bool = False
     max_body_size: int = 16 * 1024 * 1024  # HTTP request body limit in bytes (413 above it)
+    scheduler_threads: int | None = None  # torch threads of the server's scheduler process
 
     def __post_init__(self) -> None:
         if self.mem_fraction is not None and not 0.0 < self.mem_fraction < 1.0:
@@ -42,6 +43,8 @@ class ServerArgs:
         for name in ("max_running_requests", "chunked_prefill_size", "max_queued_requests", "max_body_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if self.scheduler_threads is not None and self.scheduler_threads < 1:
+            raise ValueError(f"scheduler_threads must be >= 1 (got {self.scheduler_threads})")
         if self.max_total_tokens is not None and self.max_total_tokens < 16:
             raise ValueError(f"max_total_tokens must be >= 16 (got {self.max_total_tokens})")
         if self.schedule_policy not in ("lpm", "fcfs"):

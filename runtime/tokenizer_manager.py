@@ -129,13 +129,11 @@ class TokenizerManager:
                 f"too many requests in flight ({len(self.states)}; --max-queued-requests "
                 f"{self.args.max_queued_requests}); retry later"
             )
-        tokenized = []
+        tokenized, seen = [], set()
         for spec in specs:
-            if spec.params.constraint is not None:
-                kind = spec.params.constraint[0]
-                raise ValueError(f"{kind} constraints are not supported yet by this server")
-            if spec.rid in self.states:
-                raise ValueError(f"rid {spec.rid!r} is already in use by a running request")
+            if spec.rid in self.states or spec.rid in seen:
+                raise ValueError(f"rid {spec.rid!r} is already in use by another request")
+            seen.add(spec.rid)
             tokenized.append(self.tokenize(spec))
         states = []
         for i, (spec, ids) in enumerate(zip(specs, tokenized, strict=True)):

@@ -1,0 +1,94 @@
+"""Every error class has a status code and a JSON body whose message names the problem."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import requests
+from starlette.testclient import TestClient
+
+from .conftest import BODY_LIMIT
+
+
+def error_of(resp: requests.Response, status: int) -> str:
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert set(err) >= {"message", "type", "code"}
+    return err["message"]
+
+
+def test_unknown_sampling_param_is_400_naming_the_key(server):
+    msg = error_of(server.post("/generate", {"text": "hi", "sampling_params": {"max_new_tokenz": 3}}), 400)
+    assert "max_new_tokenz" in msg
+
+
+def test_bad_sampling_value_is_400_naming_the_field(server):
+    msg = error_of(server.post("/generate", {"text": "hi", "sampling_params": {"top_p": 3}}), 400)
+    assert "top_p" in msg
+
+
+def test_wrong_type_is_400(server):
+    assert "text" in error_of(server.post("/generate", {"text": 5}), 400)
+
+
+def test_invalid_json_is_400(server):
+    resp = server.post("/generate", data=b"{not json", headers={"Content-Type": "application/json"})
+    assert "JSON" in error_of(resp, 400)
+
+
+def test_prompt_over_the_context_is_400_from_the_scheduler(server):
+    body = {"input_ids": [1] * 10, "sampling_params": {"max_new_tokens": 9000}}
+    assert "max_new_tokens" in error_of(server.post("/generate", body), 400)
+    body["stream"] = True  # rejected before the stream starts, so still a real 400
+    assert "max_new_tokens" in error_of(server.post("/generate", body), 400)
+
+
+def test_openai_bad_value_is_400(server):
+    resp = server.post("/v1/completions", {"model": "m", "prompt": "hi", "temperature": -1})
+    assert "temperature" in error_of(resp, 400)
+
+
+def test_missing_or_wrong_api_key_is_401(server):
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        resp = requests.post(server.url + "/generate", json={"text": "hi"}, headers=headers, timeout=30)
+        assert "API key" in error_of(resp, 401)
+    assert requests.get(server.url + "/v1/models", timeout=30).status_code == 401
+
+
+def test_health_is_open_without_the_api_key(server):
+    assert requests.get(server.url + "/health", timeout=30).status_code == 200
+
+
+def test_unknown_route_is_404(server):
+    assert "/no/such/route" in error_of(server.get("/no/such/route"), 404)
+
+
+def test_oversize_body_is_413(server):
+    body = {"text": "x" * (BODY_LIMIT + 10), "sampling_params": {"max_new_tokens": 1}}
+    assert "limit" in error_of(server.post("/generate", body), 413)
+
+
+@pytest.fixture
+def starting_app():
+    """The app in front of a TokenizerManager whose children never reported ready."""
+    from radixlm.runtime.http_server import build_app
+    from radixlm.runtime.ipc import IpcEndpoints
+    from radixlm.runtime.model_loader import resolve_model
+    from radixlm.runtime.server_args import ServerArgs
+    from radixlm.runtime.tokenizer_manager import TokenizerManager
+
+    endpoints = IpcEndpoints.in_new_dir()
+    args = ServerArgs()
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    tm = TokenizerManager(args, resolve_model(None), endpoints)
+    yield build_app(tm, args)
+    endpoints.remove()
+
+
+def test_every_route_is_503_while_starting(starting_app):
+    client = TestClient(starting_app)
+    for method, path in (("get", "/health"), ("post", "/generate"), ("get", "/v1/models")):
+        resp = getattr(client, method)(path)
+        assert resp.status_code == 503
+        assert "starting" in resp.json()["error"]["message"]

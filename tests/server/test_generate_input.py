@@ -1,0 +1,44 @@
+"""Parsing of /generate bodies into per-sample specs (no server needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from radixlm.runtime.generate_input import parse_generate
+
+
+def test_single_text_is_not_a_batch():
+    batch = parse_generate({"text": "hi", "sampling_params": {"max_new_tokens": 3}})
+    assert not batch.is_batch and not batch.stream
+    assert [s.text for s in batch.specs] == ["hi"] and batch.specs[0].params.max_new_tokens == 3
+
+
+def test_n_expands_prompt_major_with_suffixed_rids():
+    batch = parse_generate({"text": ["a", "b"], "rid": ["x", "y"], "sampling_params": {"n": 2}})
+    assert batch.is_batch
+    assert [(s.text, s.rid) for s in batch.specs] == [("a", "x_0"), ("a", "x_1"), ("b", "y_0"), ("b", "y_1")]
+    assert all(s.params.n == 1 for s in batch.specs)
+
+
+def test_per_item_fields_may_be_lists():
+    batch = parse_generate({"input_ids": [[1, 2], [3]], "return_logprob": [True, False],
+                            "sampling_params": [{"max_new_tokens": 1}, {"max_new_tokens": 2}]})
+    assert [s.return_logprob for s in batch.specs] == [True, False]
+    assert [s.params.max_new_tokens for s in batch.specs] == [1, 2]
+
+
+def test_unknown_top_level_keys_are_ignored():
+    assert parse_generate({"text": "hi", "image_data": None, "lora_path": None}).specs
+
+
+@pytest.mark.parametrize("body, names", [
+    ({}, "Either text, input_ids"),
+    ({"text": "a", "input_ids": [1]}, "Either text, input_ids"),
+    ({"input_ids": []}, "input_ids"),
+    ({"text": ["a"], "sampling_params": [{}, {}]}, "sampling_params has 2 entries"),
+    ({"text": "a", "sampling_params": {"bogus": 1}}, "bogus"),
+    ({"text": "a", "stream": "yes"}, "stream"),
+])
+def test_bad_bodies_name_the_problem(body, names):
+    with pytest.raises(ValueError, match=names):
+        parse_generate(body)

@@ -1,0 +1,93 @@
+"""OpenAI-compatible endpoints through the official `openai` client (wire-protocol.md Part C)."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from .conftest import API_KEY
+
+MESSAGES = [{"role": "user", "content": "Name a color."}]
+
+
+@pytest.fixture(scope="module")
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=API_KEY, max_retries=0)
+
+
+def test_chat_completion_uses_the_model_chat_template(client, server):
+    r = client.chat.completions.create(model="any", messages=MESSAGES, max_tokens=4, temperature=0)
+    choice = r.choices[0]
+    assert choice.message.role == "assistant" and choice.message.content
+    assert choice.finish_reason in ("stop", "length")
+    # the prompt is the SmolLM2 ChatML rendering (its default system prompt included)
+    rendered = server.post("/encode", {"text": "<|im_start|>system\nYou are a helpful AI assistant named "
+                                               "SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\n"
+                                               "Name a color.<|im_end|>\n<|im_start|>assistant\n"}).json()
+    assert r.usage.prompt_tokens == len(rendered["input_ids"])
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def test_chat_stream_matches_the_non_streaming_text(client):
+    full = client.chat.completions.create(model="any", messages=MESSAGES, max_tokens=4, temperature=0)
+    chunks = list(client.chat.completions.create(model="any", messages=MESSAGES, max_tokens=4,
+                                                 temperature=0, stream=True,
+                                                 stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == full.choices[0].message.content
+    assert chunks[-1].usage.completion_tokens == full.usage.completion_tokens
+    assert chunks[-1].usage.prompt_tokens_details.cached_tokens > 0  # the same prompt again
+
+
+def test_chat_logprobs_and_top_logprobs(client):
+    r = client.chat.completions.create(model="any", messages=MESSAGES, max_tokens=2, temperature=0,
+                                       logprobs=True, top_logprobs=2)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens
+    assert all(len(c.top_logprobs) == 2 and c.logprob <= 0 for c in content)
+
+
+def test_completion_with_n_stop_and_logprobs(client, server):
+    r = client.completions.create(model="any", prompt="1, 2, 3,", max_tokens=6, temperature=0,
+                                  n=2, stop=[" 5"], logprobs=1, seed=7)
+    assert [c.index for c in r.choices] == [0, 1]
+    for c in r.choices:
+        assert c.text == " 4," and c.finish_reason == "stop"
+        assert len(c.logprobs.token_logprobs) == len(c.logprobs.tokens)
+    assert r.usage.prompt_tokens == len(server.post("/encode", {"text": "1, 2, 3,"}).json()["input_ids"])
+
+
+def test_completion_stream_ends_with_the_full_text(client):
+    full = client.completions.create(model="any", prompt="The sky is", max_tokens=4, temperature=0)
+    chunks = list(client.completions.create(model="any", prompt="The sky is", max_tokens=4,
+                                            temperature=0, stream=True))
+    assert "".join(c.choices[0].text for c in chunks) == full.choices[0].text
+    assert chunks[-1].choices[0].finish_reason == "length"
+
+
+def test_models_lists_the_served_model(client):
+    models = client.models.list().data
+    assert [m.id for m in models] == ["SmolLM2-135M-Instruct"]
+    assert client.models.retrieve("SmolLM2-135M-Instruct").id == "SmolLM2-135M-Instruct"
+
+
+def test_unknown_model_is_404_model_not_found(server):
+    resp = server.get("/v1/models/no-such-model")
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "model_not_found"
+
+
+def test_response_format_json_schema_constrains_the_output(client):
+    schema = {"type": "object", "properties": {"color": {"type": "string"}}, "required": ["color"]}
+    r = client.chat.completions.create(
+        model="any", messages=MESSAGES, max_tokens=24, temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}})
+    assert r.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(r.choices[0].message.content)["color"], str)
+
+
+def test_unsupported_response_format_is_refused_not_ignored(client):
+    with pytest.raises(openai.BadRequestError, match="response_format"):
+        client.chat.completions.create(model="any", messages=MESSAGES, max_tokens=2,
+                                       response_format={"type": "xml"})
