@@ -1,0 +1,5 @@
+"""Backends: where a program's gens and selects run (DESIGN §8).
+
+Nothing here imports torch or radixlm.runtime at load time; `EngineBackend` and `Runtime`
+import the runtime lazily when constructed.
+"""
