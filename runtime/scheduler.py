@@ -233,21 +233,24 @@ class Scheduler:
         """Move waiting requests into the batch while rows, tokens and KV memory allow."""
         if not self.waiting:
             return
-        reserved = sum(policy.output_reserve(r, self.new_token_ratio) for r in self.running)
-        reserved += sum(len(r.fill_ids) - r.prefix_len for r in self.running) - sum(lens)
-        deferred: list[Req] = []
+        # Memory already promised: every token running requests still have to compute (this
+        # step's included) plus a ratio of their future output.
+        reserved = sum(
+            len(r.fill_ids) - r.prefix_len + policy.output_reserve(r, self.new_token_ratio)
+            for r in self.running
+        )
         in_flight = [r for r, n in zip(reqs, lens) if n > 1]
         for req in policy.order_waiting(list(self.waiting), self.cache, self.cfg.schedule_policy):
             if budget <= 0 or len(self.running) >= self.cfg.max_running_requests:
                 break
             match = self.cache.match_prefix(req.fill_ids[: policy.match_limit(req)])
             if policy.should_defer(req, len(match.slots), in_flight):
-                deferred.append(req)
                 continue
-            n = min(len(req.fill_ids) - len(match.slots), budget)
+            remaining = len(req.fill_ids) - len(match.slots)
+            n = min(remaining, budget)
             self.cache.inc_lock_ref(match.node)
-            need = n + reserved + policy.output_reserve(req, self.new_token_ratio)
-            if need > self.kv_pool.available_size() + self.cache.evictable_size():
+            promise = remaining + policy.output_reserve(req, self.new_token_ratio)
+            if reserved + promise > self.kv_pool.available_size() + self.cache.evictable_size():
                 self.cache.dec_lock_ref(match.node)
                 break
             self._start(req, match)
@@ -257,9 +260,7 @@ class Scheduler:
             lens.append(n)
             in_flight.append(req)
             budget -= n
-            reserved += policy.output_reserve(req, self.new_token_ratio) + (
-                len(req.fill_ids) - req.prefix_len - n
-            )
+            reserved += promise
 
     def _start(self, req: Req, match) -> None:
         req.req_pool_idx = self.req_pool.alloc()
