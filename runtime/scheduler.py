@@ -244,7 +244,8 @@ class Scheduler:
             if budget <= 0 or len(self.running) >= self.cfg.max_running_requests:
                 break
             match = self.cache.match_prefix(req.fill_ids[: policy.match_limit(req)])
-            if policy.should_defer(req, len(match.slots), in_flight):
+            # Deferring only pays when the first request's prefix will be cached for the rest.
+            if not self.cache.disabled and policy.should_defer(req, len(match.slots), in_flight):
                 continue
             remaining = len(req.fill_ids) - len(match.slots)
             n = min(remaining, budget)
