@@ -72,6 +72,7 @@ def run_llamacpp(w: dict) -> dict:
 RUNNERS = {
     "hf-serial": lambda w: run_hf(w, 1),
     "hf-static16": lambda w: run_hf(w, 16),
+    "hf-batch": lambda w: run_hf(w, len(w["prompts"])),
     "vllm-cpu": run_vllm,
     "llama.cpp": run_llamacpp,
 }
