@@ -76,6 +76,20 @@ def _own_decode(q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, s
     return o.reshape(B, H, D), lse.reshape(B, H)
 
 
+def _with_shared_prefix(q, k_cache, v_cache, req_to_token, req_pool_indices, P, scale, o, lse, out):
+    """Merge the per-request part (o, lse) with attention over the batch's shared prefix
+    [0, P) (skipped when P == 0), cast to q's dtype and write `out` if given."""
+    if P > 0:
+        shared_slots = req_to_token[req_pool_indices[0], :P].long()
+        o1, lse1 = _shared_part(q, k_cache, v_cache, shared_slots, scale)
+        o = _merge(o1, lse1, o, lse)
+    o = o.to(q.dtype)
+    if out is None:
+        return o
+    out.copy_(o)
+    return out
+
+
 def decode_attention(
     q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, sm_scale,
     max_seq_len=None, out=None, shared_prefix_len: int = 0,
@@ -84,15 +98,7 @@ def decode_attention(
         max_seq_len = int(seq_lens.max())
     P = shared_prefix_len
     o, lse = _own_decode(q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, P, max_seq_len, sm_scale)
-    if P > 0:
-        shared_slots = req_to_token[req_pool_indices[0], :P].long()
-        o1, lse1 = _shared_part(q, k_cache, v_cache, shared_slots, sm_scale)
-        o = _merge(o1, lse1, o, lse)
-    o = o.to(q.dtype)
-    if out is None:
-        return o
-    out.copy_(o)
-    return out
+    return _with_shared_prefix(q, k_cache, v_cache, req_to_token, req_pool_indices, P, sm_scale, o, lse, out)
 
 
 def _own_extend_padded(q, k_cache, v_cache, req_to_token, rows, prefix, ext, starts, start, scale):
@@ -166,12 +172,4 @@ def extend_attention(
         )
         tok = torch.cat([torch.arange(starts[i], starts[i] + ext[i]) for i in group]).to(q.device)
         o[tok], lse[tok] = og, lg
-    if P > 0:
-        shared_slots = req_to_token[req_pool_indices[0], :P].long()
-        o1, lse1 = _shared_part(q, k_cache, v_cache, shared_slots, sm_scale)
-        o = _merge(o1, lse1, o, lse)
-    o = o.to(q.dtype)
-    if out is None:
-        return o
-    out.copy_(o)
-    return out
+    return _with_shared_prefix(q, k_cache, v_cache, req_to_token, req_pool_indices, P, sm_scale, o, lse, out)
