@@ -63,7 +63,9 @@ def run_in_subprocess(system: str, workload_path: str, python: str) -> dict:
     else:
         cmd = [python, str(HERE / "peers.py"), system, workload_path, result_path]
     env = dict(os.environ, VLLM_CPU_OMP_THREADS_BIND=os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "0-1"))
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    # Run outside the repository: its top-level folders (kernels/, lang/, runtime/) would
+    # shadow PyPI packages of the same names in a peer's interpreter (vLLM imports `kernels`).
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tempfile.gettempdir())
     if proc.returncode != 0:
         return {"error": (proc.stderr or proc.stdout)[-400:].strip().replace("\n", " | ")}
     with open(result_path) as f:

@@ -61,6 +61,7 @@ def build_runtime(args: ServerArgs) -> Runtime:
         schedule_policy=args.schedule_policy,
         random_seed=args.random_seed,
         enable_jump_forward=not args.disable_jump_forward,
+        grammar_compile_timeout_s=args.grammar_compile_timeout,
     )
     scheduler = Scheduler(runner, tokenizer, cfg)
     logger.info(

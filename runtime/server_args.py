@@ -34,6 +34,7 @@ class ServerArgs:
     log_level: str = "info"
     log_requests: bool = False
     disable_jump_forward: bool = False
+    grammar_compile_timeout: float = 30.0  # seconds; a constraint slower to compile is a 400
     max_body_size: int = 16 * 1024 * 1024  # HTTP request body limit in bytes (413 above it)
     scheduler_threads: int | None = None  # torch threads of the server's scheduler process
 
@@ -47,6 +48,8 @@ class ServerArgs:
             raise ValueError(f"scheduler_threads must be >= 1 (got {self.scheduler_threads})")
         if self.max_total_tokens is not None and self.max_total_tokens < 16:
             raise ValueError(f"max_total_tokens must be >= 16 (got {self.max_total_tokens})")
+        if not self.grammar_compile_timeout > 0:
+            raise ValueError(f"grammar_compile_timeout must be > 0 (got {self.grammar_compile_timeout})")
         if self.schedule_policy not in ("lpm", "fcfs"):
             raise ValueError(f"schedule_policy must be lpm or fcfs (got {self.schedule_policy!r})")
         if not 0 <= self.port < 65536:

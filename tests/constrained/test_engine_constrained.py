@@ -116,3 +116,15 @@ def test_bad_constraints_raise_and_the_engine_keeps_serving(engine, params, need
         engine.generate("hello", {"max_new_tokens": 4, **params})
     assert engine.generate("ok", {"max_new_tokens": 1})["meta_info"]["completion_tokens"] == 1
     engine.call_in_loop(lambda s: s.check_invariant())
+
+
+def test_schema_over_the_compile_cap_fails_only_its_own_request(tokenizer):
+    # {"type": "object"} with arbitrary properties takes seconds to compile: over a 0.2 s cap.
+    with Engine(max_total_tokens=4000, grammar_compile_timeout=0.2) as e:
+        with pytest.raises(ValueError, match="longer than"):
+            e.generate("x", {"max_new_tokens": 8, "json_schema": '{"type": "object"}'})
+        # the engine keeps serving (the abandoned compile may still hold a worker thread, so
+        # the next request is unconstrained: its latency must not depend on that thread)
+        out = e.generate("ok", {"max_new_tokens": 2})
+        assert out["meta_info"]["completion_tokens"] == 2
+        e.call_in_loop(lambda s: s.check_invariant())

@@ -144,3 +144,11 @@ def test_regex_constraint_is_enforced(server):
 def test_a_regex_that_does_not_compile_is_400(server):
     resp = server.post("/generate", {"text": "x", "sampling_params": {"regex": "(yes|no"}})
     assert resp.status_code == 400 and "regex" in resp.json()["error"]["message"]
+
+
+def test_two_constraints_at_once_are_400_and_the_server_keeps_serving(server):
+    resp = server.post("/generate", {"text": "x", "sampling_params": {
+        "regex": "(yes|no)", "json_schema": '{"type": "string"}'}})
+    assert resp.status_code == 400 and "only one of" in resp.json()["error"]["message"]
+    out = server.generate({"text": "ok", "sampling_params": {"max_new_tokens": 1}})
+    assert out["meta_info"]["completion_tokens"] == 1
