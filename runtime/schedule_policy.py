@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from radixlm.runtime.request import Req
 
 LPM_QUEUE_LIMIT = 128
@@ -35,16 +37,20 @@ def match_limit(req: Req) -> int:
     return max(limit, 0)
 
 
-def order_waiting(waiting: list[Req], cache, policy: str) -> list[Req]:
-    """Return the queue in admission order (does not lock anything)."""
+def order_waiting(waiting: list[Req], cache, policy: str) -> Iterator[tuple[Req, object]]:
+    """The queue in admission order, each request with its MatchResult (nothing is locked).
+
+    Admission uses these matches directly: nothing between ordering and admission changes the
+    paths they hold (locking does not; a later match may split a node, but the matched node
+    stays the lower half, so its path is unchanged; eviction happens only when the step
+    allocates). FCFS matches lazily, only the requests admission actually reaches."""
+    def with_match(r: Req) -> tuple[Req, object]:
+        return r, cache.match_prefix(r.fill_ids[: match_limit(r)])
+
     if policy == "fcfs" or len(waiting) > LPM_QUEUE_LIMIT or getattr(cache, "disabled", False):
-        return list(waiting)
-    scored = []
-    for i, r in enumerate(waiting):
-        matched = len(cache.match_prefix(r.fill_ids[: match_limit(r)]).slots)
-        scored.append((-matched, i, r))
-    scored.sort(key=lambda x: (x[0], x[1]))
-    return [r for _, _, r in scored]
+        return map(with_match, waiting)
+    # Stable sort: equal matches keep their arrival order.
+    return iter(sorted(map(with_match, waiting), key=lambda rm: -len(rm[1].slots)))
 
 
 def shared_prefix_len(a: list[int], b: list[int]) -> int:

@@ -240,10 +240,9 @@ class Scheduler:
             for r in self.running
         )
         in_flight = [r for r, n in zip(reqs, lens) if n > 1]
-        for req in policy.order_waiting(list(self.waiting), self.cache, self.cfg.schedule_policy):
+        for req, match in policy.order_waiting(list(self.waiting), self.cache, self.cfg.schedule_policy):
             if budget <= 0 or len(self.running) >= self.cfg.max_running_requests:
                 break
-            match = self.cache.match_prefix(req.fill_ids[: policy.match_limit(req)])
             # Deferring only pays when the first request's prefix will be cached for the rest.
             if not self.cache.disabled and policy.should_defer(req, len(match.slots), in_flight):
                 continue
