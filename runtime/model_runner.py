@@ -62,13 +62,9 @@ class ModelRunner:
         with torch.device("meta"):
             model = MODEL_CLASSES[config.architecture](config)
         model = model.to_empty(device=device)
-        # Rotary tables are buffers computed in __init__; rebuild them on the real device.
-        rotary = model.layers[0].self_attn.rotary
-        rotary.__init__(config.head_dim, config.context_len, config.rope_theta, config.rope_scaling)
-        rotary.to(device)
         model.load_weights(iter_safetensors(folder))
         self.model = model.to(dtype).eval()
-        rotary.cos, rotary.sin = rotary.cos.float(), rotary.sin.float()
+        self.model.layers[0].self_attn.rotary.place(device)  # one table shared by all layers
         logger.info("loaded %s (%s, %s) in %.1f s", folder, device, dtype, time.perf_counter() - start)
 
     def forward(self, fb: ForwardBatch) -> torch.Tensor:

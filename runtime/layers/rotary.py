@@ -25,12 +25,17 @@ def _llama3_inv_freq(inv_freq: torch.Tensor, scaling: dict) -> torch.Tensor:
 
 
 class RotaryEmbedding(nn.Module):
-    """Precomputed cos/sin table [max_positions, head_dim]; applied by position lookup."""
+    """Precomputed cos/sin table [max_positions, head_dim]; applied by position lookup.
+
+    The tables are plain float32 attributes, not buffers: they are computed on the CPU even
+    when the model is built on the meta device, and casting the model's weights to bf16 must
+    not round them. `place(device)` moves them with the model."""
 
     def __init__(self, head_dim: int, max_positions: int, theta: float, scaling: dict | None) -> None:
         super().__init__()
         # Computed in float32 exactly as Hugging Face does, so angles (and greedy tokens) match.
-        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+        steps = torch.arange(0, head_dim, 2, dtype=torch.int64, device="cpu").float()
+        inv_freq = 1.0 / (theta ** (steps / head_dim))
         rope_type = (scaling or {}).get("rope_type") or (scaling or {}).get("type")
         if rope_type == "llama3":
             inv_freq = _llama3_inv_freq(inv_freq, scaling)
@@ -38,11 +43,13 @@ class RotaryEmbedding(nn.Module):
             inv_freq = inv_freq / scaling["factor"]
         elif rope_type not in (None, "default"):
             raise ValueError(f"unsupported rope scaling type {rope_type!r}")
-        t = torch.arange(max_positions, dtype=torch.float32)
+        t = torch.arange(max_positions, dtype=torch.float32, device="cpu")
         freqs = torch.outer(t, inv_freq)  # [max_positions, head_dim / 2]
         emb = torch.cat([freqs, freqs], dim=-1)
-        self.register_buffer("cos", emb.cos(), persistent=False)
-        self.register_buffer("sin", emb.sin(), persistent=False)
+        self.cos, self.sin = emb.cos(), emb.sin()
+
+    def place(self, device: torch.device) -> None:
+        self.cos, self.sin = self.cos.to(device), self.sin.to(device)
 
     def lookup(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """(cos, sin) [tokens, 1, dim] for these positions; done once per forward, not per layer."""
