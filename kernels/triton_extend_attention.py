@@ -19,6 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
+from radixlm.kernels.triton_pool_tile import load_pool_tile
 from radixlm.kernels.triton_utils import dot_operand_dtype, dot_precision, last_dim_contiguous
 
 _LOG2E = math.log2(math.e)  # the kernel uses exp2: exp(x) == exp2(x * log2(e))
@@ -97,13 +98,8 @@ def _extend_attention_kernel(
             req_to_token_ptr + row * stride_r2t_row + offs_kv, mask=n_valid, other=0
         ).to(tl.int64)
         kv_mask = n_valid[:, None] & d_valid[None, :]
-        k = tl.load(
-            k_cache_ptr
-            + slots[:, None] * stride_k_slot
-            + kv_head * stride_k_head
-            + offs_d[None, :],
-            mask=kv_mask,
-            other=0.0,
+        k = load_pool_tile(
+            k_cache_ptr, slots, stride_k_slot, kv_head, stride_k_head, offs_d, kv_mask
         )  # [BLOCK_N, BLOCK_D]
         qk = (
             tl.dot(q, tl.trans(k.to(DOT_DTYPE)), input_precision=DOT_PRECISION) * qk_scale
@@ -117,13 +113,8 @@ def _extend_attention_kernel(
         alpha = tl.exp2(m_i - m_new)  # rescales what was accumulated under the old max
         p = tl.exp2(qk - m_new[:, None])  # [BLOCK_M, BLOCK_N]
         l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(
-            v_cache_ptr
-            + slots[:, None] * stride_v_slot
-            + kv_head * stride_v_head
-            + offs_d[None, :],
-            mask=kv_mask,
-            other=0.0,
+        v = load_pool_tile(
+            v_cache_ptr, slots, stride_v_slot, kv_head, stride_v_head, offs_d, kv_mask
         )  # [BLOCK_N, BLOCK_D]
         acc = acc * alpha[:, None] + tl.dot(
             p.to(v.dtype).to(DOT_DTYPE), v.to(DOT_DTYPE), input_precision=DOT_PRECISION
