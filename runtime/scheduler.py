@@ -347,17 +347,17 @@ class Scheduler:
         return self.sampler.sample(logits, reqs, token_bitmask=bitmask)
 
     def _append_token(self, req: Req, sampled, k: int, bad: bool) -> list[int]:
+        if bad:  # the token sampled from NaN/inf logits is garbage: keep the output before it
+            req.finish_reason = FinishReason(
+                "abort", message="the model produced NaN/inf logits for this request", status_code=500
+            )
+            return []
         tok = sampled.next_ids[k]
         req.output_ids.append(tok)
         if req.return_logprob:
             req.output_token_logprobs.append((sampled.logprobs[k], tok))
             if req.top_logprobs_num:
                 req.output_top_logprobs.append(sampled.top_logprobs[k])
-        if bad:
-            req.finish_reason = FinishReason(
-                "abort", message="the model produced NaN/inf logits for this request", status_code=500
-            )
-            return [tok]
         if req.grammar is not None and not req.grammar.accept_token(tok):
             req.finish_reason = FinishReason(
                 "abort", message=f"internal error: token {tok} violates the grammar", status_code=500
