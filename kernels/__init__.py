@@ -2,20 +2,23 @@
 
 `radixlm.kernels` exposes one function per op and dispatches per call: the Triton kernel
 for CUDA tensors; for CPU tensors, attention goes through `cpu_attention.py` (the reference
-math, reorganised so KV shared by the whole batch is read once) and the rest through the
-plain-torch reference (`reference.py`, also the test oracle). Set the environment variable
+math, reorganised so KV shared by the whole batch is read once), the KV store and RMSNorm
+through `cpu_ops.py` (fused ATen ops) and the rest through the plain-torch reference
+(`reference.py`, also the test oracle). Set the environment variable
 RADIXLM_KERNELS=reference (or call `set_backend("reference")`) to force the reference path;
 "triton" forces the Triton path (on CPU only under TRITON_INTERPRET=1).
 
-`shared_prefix_len` is an optimisation hint (the batch's common KV prefix, see
-ForwardBatch); only the CPU path uses it and results do not depend on it.
+`shared_prefix_len` (the batch's common KV prefix, see ForwardBatch) and `memo` (a dict that
+lives for one forward, so index tensors derived from the batch are built by the first layer
+and reused by the others) are optimisation hints: only the CPU path uses them and results
+do not depend on them.
 """
 
 from __future__ import annotations
 
 import os
 
-from radixlm.kernels import cpu_attention, reference
+from radixlm.kernels import cpu_attention, cpu_ops, reference
 
 _BACKEND = os.environ.get("RADIXLM_KERNELS", "auto")
 
@@ -45,27 +48,29 @@ def store_kv(k_cache, v_cache, out_cache_loc, k, v) -> None:
         from radixlm.kernels import triton_ops
 
         return triton_ops.store_kv(k_cache, v_cache, out_cache_loc, k, v)
-    return reference.store_kv(k_cache, v_cache, out_cache_loc, k, v)
+    if _BACKEND == "reference":
+        return reference.store_kv(k_cache, v_cache, out_cache_loc, k, v)
+    return cpu_ops.store_kv(k_cache, v_cache, out_cache_loc, k, v)
 
 
-def extend_attention(q, *args, shared_prefix_len: int = 0, **kwargs):
+def extend_attention(q, *args, shared_prefix_len: int = 0, memo: dict | None = None, **kwargs):
     if _use_triton(q):
         from radixlm.kernels import triton_ops
 
         return triton_ops.extend_attention(q, *args, **kwargs)
     if _BACKEND == "reference":
         return reference.extend_attention(q, *args, **kwargs)
-    return cpu_attention.extend_attention(q, *args, shared_prefix_len=shared_prefix_len, **kwargs)
+    return cpu_attention.extend_attention(q, *args, shared_prefix_len=shared_prefix_len, memo=memo, **kwargs)
 
 
-def decode_attention(q, *args, shared_prefix_len: int = 0, **kwargs):
+def decode_attention(q, *args, shared_prefix_len: int = 0, memo: dict | None = None, **kwargs):
     if _use_triton(q):
         from radixlm.kernels import triton_ops
 
         return triton_ops.decode_attention(q, *args, **kwargs)
     if _BACKEND == "reference":
         return reference.decode_attention(q, *args, **kwargs)
-    return cpu_attention.decode_attention(q, *args, shared_prefix_len=shared_prefix_len, **kwargs)
+    return cpu_attention.decode_attention(q, *args, shared_prefix_len=shared_prefix_len, memo=memo, **kwargs)
 
 
 def rms_norm(x, weight, eps, residual=None):
@@ -73,7 +78,9 @@ def rms_norm(x, weight, eps, residual=None):
         from radixlm.kernels import triton_ops
 
         return triton_ops.rms_norm(x, weight, eps, residual)
-    return reference.rms_norm(x, weight, eps, residual)
+    if _BACKEND == "reference":
+        return reference.rms_norm(x, weight, eps, residual)
+    return cpu_ops.rms_norm(x, weight, eps, residual)
 
 
 def silu_and_mul(x):

@@ -16,6 +16,8 @@ mixed batch, so a long prefill chunk does not pad every decode row to its length
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 NEG_INF = float("-inf")
@@ -35,12 +37,15 @@ def _merge(o1, lse1, o2, lse2):
     return (o1 * w1[..., None] + o2 * w2[..., None]) / (w1 + w2)[..., None]
 
 
-def _attend(q, k, v, scale, mask=None):
-    """q [..., G, D], k/v [..., S, D] (kv head dims aligned) -> (out [..., G, D], lse [..., G])."""
+def _attend(q, k, v, scale, mask=None, need_lse=True):
+    """q [..., G, D], k/v [..., S, D] (kv head dims aligned) -> (out [..., G, D], lse [..., G]);
+    lse is None when not needed (fewer ops: one fused softmax)."""
     s = torch.matmul(q, k.transpose(-1, -2))  # [..., G, S]
     s.mul_(scale)
     if mask is not None:
         s.masked_fill_(~mask, NEG_INF)
+    if not need_lse:
+        return torch.matmul(torch.softmax(s, dim=-1), v), None
     m = s.amax(dim=-1, keepdim=True)
     s.sub_(m).exp_()  # unnormalised probabilities, in place
     denom = s.sum(dim=-1, keepdim=True)
@@ -62,25 +67,44 @@ def _shared_part(q, k_cache, v_cache, shared_slots, scale):
     return o, lse
 
 
-def _own_decode(q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, start, max_len, scale):
-    """One query per request against its keys [start, seq_len) -> (o [B, H, D], lse [B, H])."""
+def _decode_keys(req_to_token, req_pool_indices, seq_lens, start, max_len, memo):
+    """Slots [B, S] of the keys [start, max_len) and their padding mask ([B, 1, 1, S], or
+    None when every request has max_len keys). Identical in every layer: the first layer
+    computes them and `memo` (the forward's scratch dict) hands them to the others."""
+    key = ("decode_keys", start, max_len, req_pool_indices.shape[0])
+    if memo is not None and key in memo:
+        return memo[key]
+    slots = req_to_token[req_pool_indices, start:max_len].long()
+    mask = None
+    if bool((seq_lens != max_len).any()):
+        pos = torch.arange(start, max_len, device=slots.device)
+        mask = (pos[None, :] < seq_lens[:, None])[:, None, None, :]
+    if memo is not None:
+        memo[key] = (slots, mask)
+    return slots, mask
+
+
+def _own_decode(q, k_cache, v_cache, slots, mask, scale, need_lse=True):
+    """One query per request against its keys (slots [B, S]) -> (o [B, H, D], lse [B, H] or None)."""
     B, H, D = q.shape
     KV = k_cache.shape[1]
     G = H // KV
-    slots = req_to_token[req_pool_indices, start:max_len].long()  # [B, S]
     k = _gather(k_cache, slots).permute(0, 2, 1, 3)  # [B, KV, S, D]
     v = _gather(v_cache, slots).permute(0, 2, 1, 3)
-    pos = torch.arange(start, max_len, device=q.device)
-    mask = (pos[None, :] < seq_lens[:, None])[:, None, None, :]  # [B, 1, 1, S]
-    o, lse = _attend(q.view(B, KV, G, D), k, v, scale, mask)
-    return o.reshape(B, H, D), lse.reshape(B, H)
+    o, lse = _attend(q.view(B, KV, G, D), k, v, scale, mask, need_lse)
+    return o.reshape(B, H, D), None if lse is None else lse.reshape(B, H)
 
 
-def _with_shared_prefix(q, k_cache, v_cache, req_to_token, req_pool_indices, P, scale, o, lse, out):
+def _with_shared_prefix(q, k_cache, v_cache, req_to_token, req_pool_indices, P, scale, o, lse, out, memo):
     """Merge the per-request part (o, lse) with attention over the batch's shared prefix
     [0, P) (skipped when P == 0), cast to q's dtype and write `out` if given."""
     if P > 0:
-        shared_slots = req_to_token[req_pool_indices[0], :P].long()
+        key = ("shared_slots", P)
+        shared_slots = memo.get(key) if memo is not None else None
+        if shared_slots is None:
+            shared_slots = req_to_token[req_pool_indices[0], :P].long()
+            if memo is not None:
+                memo[key] = shared_slots
         o1, lse1 = _shared_part(q, k_cache, v_cache, shared_slots, scale)
         o = _merge(o1, lse1, o, lse)
     o = o.to(q.dtype)
@@ -92,44 +116,58 @@ def _with_shared_prefix(q, k_cache, v_cache, req_to_token, req_pool_indices, P, 
 
 def decode_attention(
     q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, sm_scale,
-    max_seq_len=None, out=None, shared_prefix_len: int = 0,
+    max_seq_len=None, out=None, shared_prefix_len: int = 0, memo: dict | None = None,
 ):
     if max_seq_len is None:
         max_seq_len = int(seq_lens.max())
     P = shared_prefix_len
-    o, lse = _own_decode(q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, P, max_seq_len, sm_scale)
-    return _with_shared_prefix(q, k_cache, v_cache, req_to_token, req_pool_indices, P, sm_scale, o, lse, out)
+    slots, mask = _decode_keys(req_to_token, req_pool_indices, seq_lens, P, max_seq_len, memo)
+    o, lse = _own_decode(q, k_cache, v_cache, slots, mask, sm_scale, need_lse=P > 0)
+    return _with_shared_prefix(q, k_cache, v_cache, req_to_token, req_pool_indices, P, sm_scale, o, lse, out, memo)
 
 
-def _own_extend_padded(q, k_cache, v_cache, req_to_token, rows, prefix, ext, starts, start, scale):
-    """New tokens of several requests, padded to the longest, against keys [start, seq_len).
+@dataclass
+class _PaddedGroup:
+    """Index tensors for several extending requests padded to the longest (layer-independent)."""
 
-    q: all new tokens [T, H, D]; rows/prefix/ext/starts: host lists for the requests.
-    Returns (o [sum(ext), H, D], lse [sum(ext), H]) in the order of the requests' tokens.
-    """
-    _, H, D = q.shape
-    KV = k_cache.shape[1]
-    G = H // KV
+    q_tok: torch.Tensor  # [n, max_ext] rows of q (clamped at the padding)
+    slots: torch.Tensor  # [n, S] KV slots of the keys [start, max_seq)
+    mask: torch.Tensor  # [n, KV, max_ext * G, S] causal + padding
+    valid: torch.Tensor  # [n, max_ext] real (not padding) query positions
+    out_tok: torch.Tensor  # [sum(ext)] rows of the output, in the requests' token order
+
+
+def _padded_group(q, kv_heads, req_to_token, rows, prefix, ext, starts, start) -> _PaddedGroup:
+    _, H, _ = q.shape
+    G = H // kv_heads
     n, max_ext = len(rows), max(ext)
     dev = q.device
-    seq = [p + e for p, e in zip(prefix, ext)]
-    max_seq = max(seq)
+    max_seq = max(p + e for p, e in zip(prefix, ext))
     e_pos = torch.arange(max_ext, device=dev)
-    ext_t = torch.tensor(ext, device=dev)
-    tok = (torch.tensor(starts, device=dev)[:, None] + e_pos[None, :]).clamp(max=q.shape[0] - 1)
-    qp = q[tok].view(n, max_ext, KV, G, D).permute(0, 2, 1, 3, 4).reshape(n, KV, max_ext * G, D)
+    q_tok = (torch.tensor(starts, device=dev)[:, None] + e_pos[None, :]).clamp(max=q.shape[0] - 1)
     slots = req_to_token[torch.tensor(rows, device=dev), start:max_seq].long()  # [n, S]
-    k = _gather(k_cache, slots).permute(0, 2, 1, 3)  # [n, KV, S, D]
-    v = _gather(v_cache, slots).permute(0, 2, 1, 3)
     q_abs = torch.tensor(prefix, device=dev)[:, None] + e_pos[None, :]  # [n, max_ext]
     k_abs = torch.arange(start, max_seq, device=dev)
     mask = k_abs[None, None, :] <= q_abs[:, :, None]  # [n, max_ext, S]
-    mask = mask[:, None, :, None, :].expand(n, KV, max_ext, G, -1).reshape(n, KV, max_ext * G, -1)
-    o, lse = _attend(qp, k, v, scale, mask)
+    mask = mask[:, None, :, None, :].expand(n, kv_heads, max_ext, G, -1).reshape(n, kv_heads, max_ext * G, -1)
+    valid = e_pos[None, :] < torch.tensor(ext, device=dev)[:, None]
+    out_tok = torch.cat([torch.arange(s, s + e) for s, e in zip(starts, ext)]).to(dev)
+    return _PaddedGroup(q_tok, slots, mask, valid, out_tok)
+
+
+def _own_extend_padded(q, k_cache, v_cache, g: _PaddedGroup, scale):
+    """New tokens of a padded group against their keys -> (o, lse) for the group's tokens."""
+    _, H, D = q.shape
+    KV = k_cache.shape[1]
+    G = H // KV
+    n, max_ext = g.q_tok.shape
+    qp = q[g.q_tok].view(n, max_ext, KV, G, D).permute(0, 2, 1, 3, 4).reshape(n, KV, max_ext * G, D)
+    k = _gather(k_cache, g.slots).permute(0, 2, 1, 3)  # [n, KV, S, D]
+    v = _gather(v_cache, g.slots).permute(0, 2, 1, 3)
+    o, lse = _attend(qp, k, v, scale, g.mask)
     o = o.view(n, KV, max_ext, G, D).permute(0, 2, 1, 3, 4).reshape(n, max_ext, H, D)
     lse = lse.view(n, KV, max_ext, G).permute(0, 2, 1, 3).reshape(n, max_ext, H)
-    valid = e_pos[None, :] < ext_t[:, None]
-    return o[valid], lse[valid]
+    return o[g.valid], lse[g.valid]
 
 
 def _extend_groups(ext: list[int]) -> list[list[int]]:
@@ -145,31 +183,55 @@ def _extend_groups(ext: list[int]) -> list[list[int]]:
     return groups
 
 
-def extend_attention(
-    q, k_cache, v_cache, req_to_token, req_pool_indices, prefix_lens, extend_lens, extend_start_loc,
-    sm_scale, max_seq_len=None, max_extend_len=None, out=None, shared_prefix_len: int = 0,
-):
-    P = shared_prefix_len
-    T, H, D = q.shape
-    o = torch.empty(T, H, D, dtype=torch.float32, device=q.device)
-    lse = torch.empty(T, H, dtype=torch.float32, device=q.device)
-    ext = extend_lens.tolist()
-    starts = extend_start_loc.tolist()
-    prefixes = prefix_lens.tolist()
+@dataclass
+class _ExtendPlan:
+    decode_tok: torch.Tensor | None  # q rows of one-token requests (batched decode path)
+    decode_slots: torch.Tensor | None
+    decode_mask: torch.Tensor | None
+    groups: list[_PaddedGroup]
+
+
+def _extend_plan(q, kv_heads, req_to_token, req_pool_indices, prefix_lens, extend_lens, extend_start_loc,
+                 P, memo) -> _ExtendPlan:
+    """Everything about the batch's shape, built from host lists once per forward (memo)."""
+    key = ("extend_plan", P)
+    if memo is not None and key in memo:
+        return memo[key]
+    ext, starts, prefixes = extend_lens.tolist(), extend_start_loc.tolist(), prefix_lens.tolist()
     decode_rows = [i for i, e in enumerate(ext) if e == 1]
+    tok = slots = mask = None
     if decode_rows:  # one-token rows of a mixed batch go through the batched decode path
         rows_t = torch.tensor(decode_rows, device=q.device)
         tok = extend_start_loc[rows_t]
         seq = prefix_lens[rows_t] + 1
-        od, ld = _own_decode(q[tok], k_cache, v_cache, req_to_token, req_pool_indices[rows_t], seq, P,
-                             int(seq.max()), sm_scale)
-        o[tok], lse[tok] = od, ld
+        slots, mask = _decode_keys(req_to_token, req_pool_indices[rows_t], seq, P, int(seq.max()), None)
     rows = req_pool_indices.tolist()
-    for group in _extend_groups(ext):
-        og, lg = _own_extend_padded(
-            q, k_cache, v_cache, req_to_token, [rows[i] for i in group], [prefixes[i] for i in group],
-            [ext[i] for i in group], [starts[i] for i in group], P, sm_scale,
-        )
-        tok = torch.cat([torch.arange(starts[i], starts[i] + ext[i]) for i in group]).to(q.device)
-        o[tok], lse[tok] = og, lg
-    return _with_shared_prefix(q, k_cache, v_cache, req_to_token, req_pool_indices, P, sm_scale, o, lse, out)
+    groups = [
+        _padded_group(q, kv_heads, req_to_token, [rows[i] for i in g], [prefixes[i] for i in g],
+                      [ext[i] for i in g], [starts[i] for i in g], P)
+        for g in _extend_groups(ext)
+    ]
+    plan = _ExtendPlan(tok, slots, mask, groups)
+    if memo is not None:
+        memo[key] = plan
+    return plan
+
+
+def extend_attention(
+    q, k_cache, v_cache, req_to_token, req_pool_indices, prefix_lens, extend_lens, extend_start_loc,
+    sm_scale, max_seq_len=None, max_extend_len=None, out=None, shared_prefix_len: int = 0,
+    memo: dict | None = None,
+):
+    P = shared_prefix_len
+    T, H, D = q.shape
+    plan = _extend_plan(q, k_cache.shape[1], req_to_token, req_pool_indices, prefix_lens, extend_lens,
+                        extend_start_loc, P, memo)
+    o = torch.empty(T, H, D, dtype=torch.float32, device=q.device)
+    lse = torch.empty(T, H, dtype=torch.float32, device=q.device)
+    if plan.decode_tok is not None:
+        od, ld = _own_decode(q[plan.decode_tok], k_cache, v_cache, plan.decode_slots, plan.decode_mask, sm_scale)
+        o[plan.decode_tok], lse[plan.decode_tok] = od, ld
+    for g in plan.groups:
+        og, lg = _own_extend_padded(q, k_cache, v_cache, g, sm_scale)
+        o[g.out_tok], lse[g.out_tok] = og, lg
+    return _with_shared_prefix(q, k_cache, v_cache, req_to_token, req_pool_indices, P, sm_scale, o, lse, out, memo)

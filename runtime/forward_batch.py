@@ -12,7 +12,7 @@ and its attention layers (passed explicitly, never through a global).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -41,6 +41,9 @@ class ForwardBatch:
     req_to_token: torch.Tensor  # [rows, max_context_len] int32
     k_buffers: list[torch.Tensor]  # per layer [num_slots + 1, kv_heads, head_dim]
     v_buffers: list[torch.Tensor]
+    # Scratch for kernels: index tensors derived from the batch, built by the first layer and
+    # reused by the others (the layers see the same batch; only the KV buffers differ).
+    kernel_memo: dict = field(default_factory=dict)
 
     @classmethod
     def build(

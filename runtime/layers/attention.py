@@ -31,13 +31,13 @@ class PoolAttention(nn.Module):
         if fb.mode is ForwardMode.DECODE:
             o = kernels.decode_attention(
                 q, k_cache, v_cache, fb.req_to_token, fb.req_pool_indices, fb.seq_lens,
-                self.scale, max_seq_len=fb.max_seq_len, shared_prefix_len=fb.shared_prefix_len,
+                self.scale, max_seq_len=fb.max_seq_len, shared_prefix_len=fb.shared_prefix_len, memo=fb.kernel_memo,
             )
         else:
             o = kernels.extend_attention(
                 q, k_cache, v_cache, fb.req_to_token, fb.req_pool_indices, fb.prefix_lens,
                 fb.extend_lens, fb.extend_start_loc, self.scale,
                 max_seq_len=fb.max_seq_len, max_extend_len=fb.max_extend_len,
-                shared_prefix_len=fb.shared_prefix_len,
+                shared_prefix_len=fb.shared_prefix_len, memo=fb.kernel_memo,
             )
         return o.reshape(o.shape[0], self.num_heads * self.head_dim)

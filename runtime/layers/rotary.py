@@ -52,18 +52,21 @@ class RotaryEmbedding(nn.Module):
         self.cos, self.sin = self.cos.to(device), self.sin.to(device)
 
     def lookup(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cos, sin) [tokens, 1, dim] for these positions; done once per forward, not per layer."""
-        return self.cos[positions][:, None, :].to(dtype), self.sin[positions][:, None, :].to(dtype)
+        """(cos, signed sin) [tokens, 1, dim] for these positions, once per forward (not per
+        layer). The sin table's first half is negated so `apply` needs no negation op."""
+        cos, sin = self.cos[positions][:, None, :], self.sin[positions][:, None, :]
+        half = sin.shape[-1] // 2
+        signed_sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
+        return cos.to(dtype), signed_sin.to(dtype)
 
     @staticmethod
-    def apply(
-        cos_sin: tuple[torch.Tensor, torch.Tensor], q: torch.Tensor, k: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """q: [tokens, heads, dim], k: [tokens, kv_heads, dim] rotated by their positions."""
-        cos, sin = cos_sin
-        return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+    def apply(cos_sin: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """x: [tokens, heads, dim] (q and k heads together) rotated by their positions.
 
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+        Hugging Face computes x * cos + rotate_half(x) * sin with rotate_half(x) = [-x2, x1];
+        here [x2, x1] * [-sin1, sin2]: the same products (negation is exact), in 4 ops for
+        q and k together instead of ~12."""
+        cos, signed_sin = cos_sin
+        t, h, d = x.shape
+        swapped = x.view(t, h, 2, d // 2).flip(2).view(t, h, d)
+        return x * cos + swapped * signed_sin

@@ -75,3 +75,49 @@ def test_ragged_extend_groups_match_reference():
         out = torch.full_like(q, float("nan"))
         cpu_attention.extend_attention(*args, out=out, shared_prefix_len=shared)
         torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shared", [0, 36])
+def test_memo_is_reused_across_layers(shared):
+    """A forward shares one memo between its layers: the second layer (other KV, other q)
+    must still get its own correct result from the index tensors the first one built."""
+    prefix = [36, 40, 36, 50]
+    seq_lens = [p + 1 for p in prefix]
+    memo: dict = {}
+    for layer in range(2):
+        k, v, r2t = make_pool(seq_lens, 36, 2, 8, seed=layer)
+        q = torch.randn(4, 6, 8)
+        args = (q, k, v, r2t, torch.arange(4), torch.tensor(seq_lens), 0.3)
+        ref = reference.decode_attention(*args)
+        ours = cpu_attention.decode_attention(*args, shared_prefix_len=shared, memo=memo)
+        torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    assert memo, "the first layer stores what later layers reuse"
+
+    ext = [3, 1, 9, 2]
+    starts = torch.tensor([0, 3, 4, 13])
+    memo = {}
+    for layer in range(2):
+        seq = [p + e for p, e in zip(prefix, ext)]
+        k, v, r2t = make_pool(seq, 36, 2, 8, seed=10 + layer)
+        q = torch.randn(sum(ext), 6, 8)
+        args = (q, k, v, r2t, torch.arange(4), torch.tensor(prefix), torch.tensor(ext), starts, 0.3)
+        ref = reference.extend_attention(*args)
+        out = torch.full_like(q, float("nan"))
+        cpu_attention.extend_attention(*args, out=out, shared_prefix_len=shared, memo=memo)
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_cpu_ops_match_reference():
+    from radixlm.kernels import cpu_ops
+
+    g = torch.Generator().manual_seed(3)
+    x, res, w = torch.randn(5, 64, generator=g), torch.randn(5, 64, generator=g), torch.randn(64, generator=g)
+    torch.testing.assert_close(cpu_ops.rms_norm(x, w, 1e-5), reference.rms_norm(x, w, 1e-5))
+    got, ref = cpu_ops.rms_norm(x, w, 1e-5, res), reference.rms_norm(x, w, 1e-5, res)
+    torch.testing.assert_close(got[0], ref[0])
+    torch.testing.assert_close(got[1], ref[1])
+    kc, vc = torch.full((10, 2, 4), float("nan")), torch.full((10, 2, 4), float("nan"))
+    k, v, loc = torch.randn(3, 2, 4), torch.randn(3, 2, 4), torch.tensor([7, 1, 4])
+    cpu_ops.store_kv(kc, vc, loc, k, v)
+    torch.testing.assert_close(kc[loc], k)
+    torch.testing.assert_close(vc[loc], v)
