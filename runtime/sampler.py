@@ -122,7 +122,7 @@ class Sampler:
         drop = rank >= top_k[:, None]
         # Keep the smallest prefix whose mass reaches top_p (the first token always stays).
         drop |= (sorted_p.cumsum(dim=-1) - sorted_p) > top_p[:, None]
-        drop |= sorted_p < (min_p * sorted_p[:, :1])
+        drop |= sorted_p < (min_p[:, None] * sorted_p[:, :1])
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         return torch.zeros_like(probs).scatter_(1, idx, sorted_p)
 

@@ -27,6 +27,18 @@ def test_min_p_drops_unlikely_tokens():
     assert picks == {0, 1}
 
 
+def test_truncation_is_per_row_in_a_batch():
+    # Regression (found by the soak): min_p broadcast across rows once two rows truncated.
+    sampler = Sampler(4, (3,))
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.05, 0.15, 0.3, 0.5]]))
+    picks: list[set[int]] = [set(), set()]
+    for _ in range(200):
+        ids = sampler.sample(logits.clone(), [req(min_p=0.5), req(top_p=0.6)]).next_ids
+        picks[0].add(ids[0])
+        picks[1].add(ids[1])
+    assert picks == [{0, 1}, {2, 3}]
+
+
 def test_top_k_limits_candidates():
     sampler = Sampler(4, (3,))
     logits = torch.zeros(1, 4)
