@@ -2,7 +2,13 @@
 
 Every error is a JSON body `{"error": {"message", "type", "code"}}` (DESIGN §9):
 400 bad input, 401 missing/wrong API key, 404 unknown route, 413 oversize body,
-503 while starting (or overloaded), 500 for our own bugs.
+503 while starting or overloaded (with a `Retry-After` header), 500 for our own bugs.
+
+No request field reaches the filesystem: the server never opens a path a client names.
+Fields that SGLang, vLLM or Hugging Face would read as a file, URL, adapter or code to load
+(`FILE_FIELDS`) are refused with 400 in every JSON body, instead of being silently ignored
+like other unknown top-level keys (SGLang's contract); null values stay accepted because
+SGLang clients send e.g. `"lora_path": null`.
 """
 
 from __future__ import annotations
@@ -29,7 +35,14 @@ ERROR_TYPES = {
     500: "internal_error",
     503: "service_unavailable",
 }
-OPEN_PATHS = frozenset({"/health", "/health_generate", "/ready"})  # no API key needed
+# No API key needed: liveness/readiness probes (Kubernetes, load balancers) carry no secret.
+# /health_generate runs a one-token generation of a fixed prompt: no client input, no output.
+OPEN_PATHS = frozenset({"/health", "/health_generate", "/ready"})
+RETRY_AFTER_S = 1  # the hint sent with every 503: queues drain within seconds
+FILE_FIELDS = frozenset({
+    "model_path", "tokenizer", "tokenizer_path", "chat_template", "lora_path",
+    "image_data", "video_data", "audio_data", "custom_logit_processor",
+})
 
 
 class HTTPError(Exception):
@@ -40,10 +53,16 @@ class HTTPError(Exception):
         self.code = code if code is not None else status
 
 
-def error_response(status: int, message: str, code: int | str | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": ERROR_TYPES.get(status, "error"),
+def error_body(status: int, message: str, code: int | str | None = None) -> dict:
+    """`{"error": {...}}`: the body of an error response, and the SSE event of a failed stream."""
+    return {"error": {"message": message, "type": ERROR_TYPES.get(status, "error"),
                       "code": code if code is not None else status}}
-    return JSONResponse(body, status_code=status)
+
+
+def error_response(status: int, message: str, code: int | str | None = None) -> JSONResponse:
+    # A 503 is temporary (starting, overloaded, shutting down): tell clients when to retry.
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+    return JSONResponse(error_body(status, message, code), status_code=status, headers=headers)
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -61,9 +80,23 @@ async def read_json(request: Request, limit: int) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise HTTPError(400, f"the request body is not valid JSON: {exc}") from None
+    reject_file_fields(body)
+    return body
+
+
+def reject_file_fields(body: Any) -> None:
+    """400 if a top-level field names a file, URL or code for the server to load."""
+    if not isinstance(body, dict):
+        return
+    named = sorted(k for k in FILE_FIELDS.intersection(body) if body[k] is not None)
+    if named:
+        raise HTTPError(400, f"unsupported field(s) {', '.join(named)}: this server loads its model, "
+                             "tokenizer and chat template at start-up and never opens files, URLs or "
+                             "code named in a request")
+
 
 
 async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -22,7 +22,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from radixlm.runtime.generate_input import RequestSpec, parse_generate
-from radixlm.runtime.http_common import GuardMiddleware, HTTPError, handle_http_error, read_json
+from radixlm.runtime.http_common import (
+    GuardMiddleware,
+    HTTPError,
+    error_body,
+    handle_http_error,
+    read_json,
+)
 from radixlm.runtime.metrics import CONTENT_TYPE
 from radixlm.runtime.model_info import frontend_model_path, served_model_name
 from radixlm.runtime.openai_api import openai_routes
@@ -49,10 +55,10 @@ class NativeRenderer:
 
     def event(self, index: int, event: dict) -> list[dict]:
         err = abort_error(event["meta_info"]["finish_reason"])
-        if err is not None:
-            return [{"error": {"message": err.message, "type": "invalid_request_error"
-                               if err.status == 400 else "internal_error", "code": err.status,
-                               "retryable": False}}]
+        if err is not None:  # e.g. NaN logits (500) or a dead child process (503)
+            body = error_body(err.status, err.message)
+            body["error"]["retryable"] = err.status == 503
+            return [body]
         return [{**event, "index": index} if self.is_batch else event]
 
     def tail(self) -> list[dict]:

@@ -13,6 +13,7 @@ children are terminated in `finally` and also exit by themselves if this process
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import multiprocessing as mp
 import os
@@ -74,6 +75,8 @@ def launch_server(args: ServerArgs) -> int:
     """Run until a signal (returns 0) or a dead child / failed start (returns 1)."""
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, force=True)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM stops cleanly, like Ctrl-C
+    if (warning := exposure_warning(args.host, args.api_key)) is not None:
+        logger.warning(warning)  # first, before the model loads: the operator sees it at once
     from radixlm.runtime.model_loader import resolve_model
 
     endpoints = IpcEndpoints.in_new_dir()
@@ -92,6 +95,24 @@ def launch_server(args: ServerArgs) -> int:
 
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """A warning when the server is reachable beyond this machine with no --api-key."""
+    if api_key or _is_loopback(host):
+        return None
+    where = "on all network interfaces" if host in ("", "0.0.0.0", "::", "[::]") else f"on {host}"
+    return (f"listening {where} without --api-key: anyone who can reach this port can run "
+            "generations and flush the cache; pass --api-key KEY or bind --host 127.0.0.1")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name other than localhost: assume it is reachable
+        return False
 
 
 async def _serve(args: ServerArgs, folder: str, endpoints: IpcEndpoints,

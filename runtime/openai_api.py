@@ -23,9 +23,15 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from radixlm.runtime.generate_input import RequestSpec
-from radixlm.runtime.http_common import HTTPError, read_json
+from radixlm.runtime.http_common import HTTPError, error_body, read_json
 from radixlm.runtime.model_info import served_model_name
-from radixlm.runtime.request_lifecycle import first_event, raise_first_error, sse_stream, wait_all
+from radixlm.runtime.request_lifecycle import (
+    abort_error,
+    first_event,
+    raise_first_error,
+    sse_stream,
+    wait_all,
+)
 from radixlm.runtime.sampling_params import SamplingParams
 from radixlm.runtime.server_args import ServerArgs
 from radixlm.runtime.tokenizer_manager import ReqState, TokenizerManager
@@ -149,6 +155,8 @@ class _StreamRenderer:
 
     def event(self, index: int, event: dict) -> list[dict]:
         meta = event["meta_info"]
+        if (err := abort_error(meta["finish_reason"])) is not None:  # a server-side failure
+            return [error_body(err.status, err.message)]
         delta = event["text"][self.sent[index]:]
         offset = self.sent[index]
         self.sent[index] = len(event["text"])

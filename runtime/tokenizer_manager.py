@@ -45,6 +45,9 @@ from radixlm.runtime.server_args import ServerArgs
 from radixlm.runtime.tokenizer import apply_chat_template, load_tokenizer
 
 logger = logging.getLogger(__name__)
+# Prompts and outputs go only here, and only with --log-requests (it sets INFO on this
+# logger): at any --log-level, including debug, the server logs no request content.
+request_log = logging.getLogger("radixlm.requests")
 
 CHILDREN = ("scheduler", "detokenizer")
 
@@ -89,6 +92,7 @@ class TokenizerManager:
         self._flush_waiters: deque[asyncio.Future] = deque()
         self._state_waiters: deque[asyncio.Future] = deque()
         self._recv_task: asyncio.Task | None = None
+        request_log.setLevel(logging.INFO if args.log_requests else logging.CRITICAL + 1)
 
     # ---- start-up -----------------------------------------------------------------------
     async def wait_ready(self, dead_child: Callable[[], str | None], timeout: float) -> dict:
@@ -139,6 +143,8 @@ class TokenizerManager:
         for i, (spec, ids) in enumerate(zip(specs, tokenized, strict=True)):
             state = ReqState(spec, self.tokenizer, sink, i)
             self.states[spec.rid] = state
+            request_log.info("receive %s: %r params=%s", spec.rid,
+                             spec.text if spec.text is not None else ids, spec.params)
             ipc.send(self._to_scheduler, TokenizedRequest(
                 spec.rid, ids, spec.params, spec.return_logprob, spec.logprob_start_len,
                 spec.top_logprobs_num, stream=sink is not None,
@@ -216,6 +222,7 @@ class TokenizerManager:
         if state.sink is not None:
             state.sink.put_nowait((state.index, state.builder.stream_event()))
         if o.out.finished:
+            request_log.info("finish %s: %s %r", o.out.rid, o.out.finish_reason, o.text)
             del self.states[o.out.rid]
             self.metrics.on_finish(o.out, now - state.created)
             state.done.set()
