@@ -123,7 +123,8 @@ class SchedulerState:  # scheduler -> tokenizer manager, answers GetStateRequest
     kv_evictable: int
     kv_protected: int
     kv_held: int
-    kv_pool_invariant_ok: bool
+    kv_pool_invariant_ok: bool  # when idle, also the radix tree's and free list's own checks
+    kv_structure_checked: bool  # those structural checks ran (only when idle)
     steps: int
     forward_tokens: int
     prompt_tokens: int

@@ -144,6 +144,10 @@ class SchedulerLoop:
             self.scheduler.add_request(tr)
         except ValueError as exc:
             self.rejected.append(abort_output(tr.rid, str(exc), 400, len(tr.input_ids)))
+        except Exception as exc:  # a bug met by one request's input must not take the server down
+            logger.exception("adding request %s failed", tr.rid)
+            message = f"internal error in the scheduler: {exc!r}"
+            self.rejected.append(abort_output(tr.rid, message, 500, len(tr.input_ids)))
 
     def _step(self) -> list[ReqTokenOutput]:
         try:
@@ -180,14 +184,24 @@ def abort_output(rid: str, message: str, status_code: int, prompt_tokens: int) -
                           prompt_tokens=prompt_tokens, completion_tokens=0, cached_tokens=0)
 
 
-def scheduler_state(sched: Scheduler) -> SchedulerState:
-    """Counters and the KV pool accounting (free + evictable + protected + held == size)."""
+def check_kv_pool(sched: Scheduler) -> tuple[bool, bool]:
+    """(ok, structure_checked): the accounting sum always; when idle also the O(pool + tree)
+    structural checks, since a double free or a leaked lock can keep the sum right."""
+    structure = sched.is_idle
     try:
         sched.check_invariant()
-        invariant_ok = True
+        if structure:
+            sched.cache.check_invariants()
+            sched.kv_pool.check_invariants()
+        return True, structure
     except AssertionError:
         logger.error("KV invariant check failed:\n%s", traceback.format_exc())
-        invariant_ok = False
+        return False, structure
+
+
+def scheduler_state(sched: Scheduler) -> SchedulerState:
+    """Counters and the KV pool accounting (free + evictable + protected + held == size)."""
+    invariant_ok, structure_checked = check_kv_pool(sched)
     return SchedulerState(
         running=len(sched.running),
         waiting=len(sched.waiting),
@@ -197,6 +211,7 @@ def scheduler_state(sched: Scheduler) -> SchedulerState:
         kv_protected=sched.cache.protected_size(),
         kv_held=sched.held_by_requests(),
         kv_pool_invariant_ok=invariant_ok,
+        kv_structure_checked=structure_checked,
         steps=sched.stats.steps,
         forward_tokens=sched.stats.forward_tokens,
         prompt_tokens=sched.stats.prompt_tokens,
