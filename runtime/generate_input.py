@@ -53,16 +53,16 @@ def parse_generate(body: Any) -> GenerateBatch:
     logprob = _per_item(body, "return_logprob", False, k)
     start = _per_item(body, "logprob_start_len", -1, k)
     top = _per_item(body, "top_logprobs_num", 0, k)
-    text_in_lp = _typed(body.get("return_text_in_logprobs", False) or False, bool, "return_text_in_logprobs")
+    text_in_lp = _typed(body.get("return_text_in_logprobs"), bool, "return_text_in_logprobs", False)
     specs = []
     for i, prompt in enumerate(prompts):
         for j in range(params[i].n):
             spec = RequestSpec(
                 rid=rids[i * n + j],
                 params=dataclasses.replace(params[i], n=1),
-                return_logprob=_typed(logprob[i] or False, bool, "return_logprob"),
-                logprob_start_len=_typed(-1 if start[i] is None else start[i], int, "logprob_start_len"),
-                top_logprobs_num=_typed(top[i] or 0, int, "top_logprobs_num"),
+                return_logprob=_typed(logprob[i], bool, "return_logprob", False),
+                logprob_start_len=_typed(start[i], int, "logprob_start_len", -1),
+                top_logprobs_num=_typed(top[i], int, "top_logprobs_num", 0),
                 return_text_in_logprobs=text_in_lp,
             )
             if isinstance(prompt, str):
@@ -70,7 +70,7 @@ def parse_generate(body: Any) -> GenerateBatch:
             else:
                 spec.input_ids = prompt
             specs.append(spec)
-    stream = _typed(body.get("stream", False) or False, bool, "stream")
+    stream = _typed(body.get("stream"), bool, "stream", False)
     return GenerateBatch(specs, is_batch, stream)
 
 
@@ -125,7 +125,10 @@ def _rids(rid: Any, count: int, n: int) -> list[str]:
     raise ValueError("rid must be a string or a list of strings")
 
 
-def _typed(value: Any, typ: type, name: str) -> Any:
+def _typed(value: Any, typ: type, name: str, default: Any) -> Any:
+    """`value` checked to be a `typ` (0 or "" is not false); null means `default`."""
+    if value is None:
+        return default
     if typ is int and isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):

@@ -14,7 +14,6 @@ SGLang clients send e.g. `"lora_path": null`.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from radixlm.runtime.json_body import BodyError, parse_json_body
+
 logger = logging.getLogger(__name__)
 
 ERROR_TYPES = {
@@ -32,6 +33,7 @@ ERROR_TYPES = {
     404: "not_found_error",
     405: "invalid_request_error",
     413: "request_too_large",
+    415: "invalid_request_error",
     500: "internal_error",
     503: "service_unavailable",
 }
@@ -80,9 +82,9 @@ async def read_json(request: Request, limit: int) -> Any:
     if not raw.strip():
         return None
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HTTPError(400, f"the request body is not valid JSON: {exc}") from None
+        body = parse_json_body(raw, request.headers.get("content-type"))
+    except BodyError as exc:
+        raise HTTPError(exc.status, exc.message) from None
     reject_file_fields(body)
     return body
 
@@ -98,10 +100,14 @@ def reject_file_fields(body: Any) -> None:
                              "code named in a request")
 
 
-
 async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, HTTPError):
         return error_response(exc.status, exc.message, exc.code)
+    if isinstance(exc, HTTPException) and exc.status_code == 405:  # keep Allow; name the methods
+        allow = (exc.headers or {}).get("Allow", "")
+        resp = error_response(405, f"method {request.method} is not allowed on {request.url.path}; use {allow}")
+        resp.headers["Allow"] = allow
+        return resp
     if isinstance(exc, HTTPException):
         message = f"no route {request.url.path}" if exc.status_code == 404 else str(exc.detail)
         return error_response(exc.status_code, message)

@@ -32,6 +32,7 @@ from radixlm.runtime.http_common import (
 from radixlm.runtime.metrics import CONTENT_TYPE
 from radixlm.runtime.model_info import frontend_model_path, served_model_name
 from radixlm.runtime.openai_api import openai_routes
+from radixlm.runtime.openapi_spec import build_openapi
 from radixlm.runtime.request_lifecycle import (
     abort_error,
     first_event,
@@ -70,6 +71,7 @@ class NativeApi:
         self.tm = tm
         self.args = args
         self.started = time.time()
+        self.openapi_spec = build_openapi(VERSION, api_key=bool(args.api_key), max_body_size=args.max_body_size)
 
     async def body(self, request: Request):
         return await read_json(request, self.args.max_body_size)
@@ -137,10 +139,7 @@ class NativeApi:
     async def flush_cache(self, request: Request) -> Response:
         if await self.tm.flush_cache():
             return PlainTextResponse("Cache flushed.\n")
-        return PlainTextResponse(
-            "Cache not flushed: requests are running or waiting; retry when the server is idle.\n",
-            status_code=400,
-        )
+        raise HTTPError(400, "Cache not flushed: requests are running or waiting; retry when the server is idle.")
 
     async def health(self, request: Request) -> Response:
         return Response(status_code=200)
@@ -161,11 +160,14 @@ class NativeApi:
         body = await self.body(request) or {}
         if not isinstance(body, dict):
             raise ValueError("the body must be an object like {\"rid\": ...} or {\"abort_all\": true}")
-        rids = list(self.tm.states) if body.get("abort_all") else [body.get("rid")]
-        for rid in rids:
-            if not isinstance(rid, str):
-                raise ValueError("rid must be a string (or pass abort_all: true)")
-            self.tm.abort(rid, "aborted by /abort_request")
+        abort_all, rid = body.get("abort_all"), body.get("rid")
+        if abort_all is not None and not isinstance(abort_all, bool):
+            raise ValueError(f"abort_all must be a boolean (got {abort_all!r})")
+        if not (isinstance(rid, str) or (rid is None and abort_all)):
+            raise ValueError(f"rid must be a string (or pass abort_all: true) (got {rid!r})")
+        rids = list(self.tm.states) if abort_all else [rid]
+        for r in rids:
+            self.tm.abort(r, "aborted by /abort_request")
         return JSONResponse({"aborted": rids})
 
     async def concate_and_append(self, request: Request) -> Response:
@@ -181,6 +183,9 @@ class NativeApi:
         if isinstance(text, list) and all(isinstance(t, str) for t in text):
             return JSONResponse({"input_ids": [self.tm.tokenizer(t).input_ids for t in text]})
         raise ValueError("text must be a string or a list of strings")
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(self.openapi_spec)
 
     async def metrics(self, request: Request) -> Response:
         # Refresh the scheduler gauges; on a timeout serve the last known ones.
@@ -203,6 +208,7 @@ class NativeApi:
             Route("/concate_and_append_request", self.concate_and_append, methods=["POST"]),
             Route("/encode", self.encode, methods=["POST"]),
             Route("/metrics", self.metrics, methods=["GET"]),
+            Route("/openapi.json", self.openapi, methods=["GET"]),
         ]
 
 

@@ -96,6 +96,18 @@ def _int_field(body: dict, name: str, default: int, lo: int, hi: int) -> int:
     return v
 
 
+def _max_tokens(body: dict, names: tuple[str, ...], lo: int) -> int | None:
+    """The first of OpenAI's length fields `names` that is given; None if all are absent or null."""
+    for name in names:
+        v = body.get(name)
+        if v is None:
+            continue
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            raise ValueError(f"{name} must be an integer >= {lo} (got {v!r})")
+        return v
+    return None
+
+
 def _finish(meta: dict) -> tuple[str | None, Any]:
     fr = meta.get("finish_reason")
     if not fr:
@@ -206,9 +218,7 @@ class OpenAIApi:
     async def completions(self, request: Request) -> Response:
         body = await self._body(request)
         prompts = _completion_prompts(body.get("prompt"))
-        max_tokens = body.get("max_tokens", COMPLETIONS_DEFAULT_MAX_TOKENS)
-        if isinstance(max_tokens, int) and max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1 (got {max_tokens})")
+        max_tokens = _max_tokens(body, ("max_tokens",), lo=1) or COMPLETIONS_DEFAULT_MAX_TOKENS
         params = _sampling_params(body, max_tokens)
         n = _int_field(body, "n", 1, 1, 128)
         logprobs = body.get("logprobs")
@@ -229,13 +239,13 @@ class OpenAIApi:
     async def chat_completions(self, request: Request) -> Response:
         body = await self._body(request)
         ids = self._chat_prompt_ids(body.get("messages"))
-        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        max_tokens = _max_tokens(body, ("max_completion_tokens", "max_tokens"), lo=0)
         if max_tokens is None:  # as much as fits, like OpenAI (bounded by the context and the pool)
             room = min(self.tm.scheduler_info.get("context_len", 0), self.tm.scheduler_info.get("kv_pool_size", 0))
             max_tokens = max(room - len(ids), 1)
         params = _sampling_params(body, max_tokens)
         n = _int_field(body, "n", 1, 1, 128)
-        want = body.get("logprobs") or False
+        want = False if body.get("logprobs") is None else body["logprobs"]
         if not isinstance(want, bool):
             raise ValueError(f"logprobs must be a boolean (got {want!r})")
         top = _int_field(body, "top_logprobs", 0, 0, 20)
@@ -258,7 +268,7 @@ class OpenAIApi:
     # ---- shared -------------------------------------------------------------------------
     async def _run(self, request: Request, body: dict, specs: list[RequestSpec], n: int,
                    chat: bool) -> Response:
-        stream = body.get("stream") or False
+        stream = False if body.get("stream") is None else body["stream"]
         if not isinstance(stream, bool):
             raise ValueError(f"stream must be a boolean (got {stream!r})")
         want_logprobs = specs[0].return_logprob

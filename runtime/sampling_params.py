@@ -16,6 +16,7 @@ from typing import Any
 TOP_K_ALL = 1 << 30
 GREEDY_TEMPERATURE = 1e-6
 MAX_STOP_STRINGS = 32
+MIN_REPETITION_PENALTY = 1e-6
 
 
 @dataclass
@@ -64,14 +65,10 @@ class SamplingParams:
 
     def normalize(self) -> None:
         """Accept the wire protocol's loose forms: a bare stop string, top_k -1, empty regex."""
-        if isinstance(self.stop, str):
-            self.stop = [self.stop]
-        if isinstance(self.stop_regex, str):
-            self.stop_regex = [self.stop_regex]
-        self.stop = list(self.stop or [])
-        self.stop_token_ids = list(self.stop_token_ids or [])
-        self.stop_regex = list(self.stop_regex or [])
-        for name in ("max_new_tokens", "min_new_tokens", "n", "top_k"):
+        self.stop = _as_list("stop", self.stop, bare_string=True)
+        self.stop_token_ids = _as_list("stop_token_ids", self.stop_token_ids, bare_string=False)
+        self.stop_regex = _as_list("stop_regex", self.stop_regex, bare_string=True)
+        for name in ("max_new_tokens", "min_new_tokens", "n", "top_k", "sampling_seed", "stream_interval"):
             v = getattr(self, name)
             if isinstance(v, float) and v.is_integer():
                 setattr(self, name, int(v))
@@ -99,7 +96,8 @@ class SamplingParams:
         _check_float("min_p", self.min_p, lo=0.0, hi=1.0)
         _check_float("frequency_penalty", self.frequency_penalty, lo=-2.0, hi=2.0)
         _check_float("presence_penalty", self.presence_penalty, lo=-2.0, hi=2.0)
-        _check_float("repetition_penalty", self.repetition_penalty, lo=0.0, lo_open=True, hi=2.0)
+        # Not just > 0: logits divided by a penalty under ~1e-30 overflow float32 to inf (NaN probs).
+        _check_float("repetition_penalty", self.repetition_penalty, lo=MIN_REPETITION_PENALTY, hi=2.0)
         self._validate_stops()
         for name in ("ignore_eos", "skip_special_tokens", "spaces_between_special_tokens", "no_stop_trim"):
             if not isinstance(getattr(self, name), bool):
@@ -107,6 +105,10 @@ class SamplingParams:
         if self.sampling_seed is not None:
             _check_int("sampling_seed", self.sampling_seed, lo=-(1 << 63), hi=(1 << 63) - 1)
         self._validate_logit_bias()
+        if self.stream_interval is not None:
+            _check_int("stream_interval", self.stream_interval, lo=1)
+        if self.custom_params is not None and not isinstance(self.custom_params, dict):
+            raise ValueError(f"custom_params must be an object (got {self.custom_params!r})")
         constraints = [n for n in ("regex", "json_schema", "ebnf", "structural_tag", "choices")
                        if getattr(self, n) is not None]
         if len(constraints) > 1:
@@ -172,6 +174,18 @@ class SamplingParams:
             if spec is not None:
                 return kind, spec
         return None
+
+
+def _as_list(name: str, v: Any, bare_string: bool) -> list:
+    """A list field; null means empty and (for stop strings) a bare string means one entry."""
+    if v is None:
+        return []
+    if bare_string and isinstance(v, str):
+        return [v]
+    if not isinstance(v, (list, tuple)):  # tuples: Engine callers in Python
+        kind = "a string or a list of strings" if bare_string else "a list of token ids"
+        raise ValueError(f"{name} must be {kind} (got {v!r})")
+    return list(v)
 
 
 def _check_int(name: str, v: Any, lo: int | None = None, hi: int | None = None) -> None:
