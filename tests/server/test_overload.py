@@ -108,6 +108,25 @@ def test_a_burst_gets_limit_answers_and_fast_rejections(url):
     assert_idle_and_consistent(url)
 
 
+def test_503_while_starting_also_says_when_to_retry():
+    from starlette.testclient import TestClient
+
+    from radixlm.runtime.http_server import build_app
+    from radixlm.runtime.ipc import IpcEndpoints
+    from radixlm.runtime.model_loader import resolve_model
+    from radixlm.runtime.server_args import ServerArgs
+    from radixlm.runtime.tokenizer_manager import TokenizerManager
+
+    endpoints = IpcEndpoints.in_new_dir()  # no children: the manager never becomes ready
+    try:
+        app = build_app(TokenizerManager(ServerArgs(), resolve_model(None), endpoints), ServerArgs())
+        resp = TestClient(app).post("/generate", json={"text": "hi"})
+    finally:
+        endpoints.remove()
+    assert resp.status_code == 503 and int(resp.headers["Retry-After"]) >= 1
+    assert resp.json()["error"]["type"] == "service_unavailable"
+
+
 def error_message(resp: requests.Response, status: int) -> str:
     assert resp.status_code == status, resp.text
     return resp.json()["error"]["message"]
