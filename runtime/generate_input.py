@@ -5,8 +5,9 @@
 
 A list `text` / 2-D `input_ids` is a batch; `n > 1` expands each prompt into n samples
 (prompt-major, as SGLang orders them). Per-item fields may be a scalar shared by the batch
-or a list with one entry per prompt. Unknown top-level keys are ignored (as SGLang does);
-unknown `sampling_params` keys are rejected by `SamplingParams.from_dict`.
+or a list with one entry per prompt. Unknown top-level keys are a 400 (request_fields.py:
+SGLang's other GenerateReqInput fields pass only when empty); unknown `sampling_params` keys
+are rejected by `SamplingParams.from_dict`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from radixlm.runtime.request_fields import GENERATE_FIELDS, check_fields
 from radixlm.runtime.sampling_params import SamplingParams
 
 
@@ -44,6 +46,7 @@ class GenerateBatch:
 def parse_generate(body: Any) -> GenerateBatch:
     if not isinstance(body, dict):
         raise ValueError("the request body must be a JSON object")
+    check_fields(body, GENERATE_FIELDS)
     prompts, is_batch = _prompts(body)
     k = len(prompts)
     params = [_sampling_params(sp) for sp in _per_item(body, "sampling_params", None, k)]

@@ -6,8 +6,8 @@ TokenizerManager as /generate; the SGLang-shaped results are then re-shaped into
 objects. Chat prompts use the model's own chat template (or --chat-template);
 `response_format` json_object / json_schema becomes the `json_schema` constraint. Not
 supported yet, and refused with 400 rather than ignored: other response formats, `tools`,
-`echo`, `suffix`, multimodal content parts. The `model` field is not checked: there is one
-model.
+`echo`, `suffix`, multimodal content parts; an unknown field is a 400 too (request_fields.py).
+The `model` field is not checked: there is one model.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from starlette.routing import Route
 from radixlm.runtime.generate_input import RequestSpec
 from radixlm.runtime.http_common import HTTPError, error_body, read_json
 from radixlm.runtime.model_info import served_model_name
+from radixlm.runtime.request_fields import FieldPolicy, check_fields, openai_policy
 from radixlm.runtime.request_lifecycle import (
     abort_error,
     first_event,
@@ -50,6 +51,18 @@ SAMPLING_FIELDS = {
     "ebnf": "ebnf",
 }
 FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "abort"}
+_COMMON_FIELDS = {"n", "stream", "stream_options", "response_format", "tools", "tool_choice", *SAMPLING_FIELDS}
+COMPLETION_FIELDS = openai_policy(
+    "/v1/completions", _COMMON_FIELDS | {"prompt", "max_tokens", "logprobs", "echo", "suffix"},
+    unsupported={"best_of"}, defaults={"best_of": (1,)},
+)
+CHAT_FIELDS = openai_policy(
+    "/v1/chat/completions",
+    _COMMON_FIELDS | {"messages", "max_tokens", "max_completion_tokens", "logprobs", "top_logprobs"},
+    unsupported={"functions", "function_call", "audio", "modalities", "prediction", "web_search_options",
+                 "reasoning_effort", "verbosity"},
+    defaults={"modalities": (["text"],)},
+)
 
 
 def response_format_schema(fmt: Any) -> str | None:
@@ -207,16 +220,17 @@ class OpenAIApi:
         self.model_name = served_model_name(args)
         self.created = int(time.time())
 
-    async def _body(self, request: Request) -> dict:
+    async def _body(self, request: Request, fields: FieldPolicy) -> dict:
         body = await read_json(request, self.args.max_body_size)
         if not isinstance(body, dict):
             raise ValueError("the request body must be a JSON object")
+        check_fields(body, fields)
         _check_unsupported(body)
         return body
 
     # ---- completions --------------------------------------------------------------------
     async def completions(self, request: Request) -> Response:
-        body = await self._body(request)
+        body = await self._body(request, COMPLETION_FIELDS)
         prompts = _completion_prompts(body.get("prompt"))
         max_tokens = _max_tokens(body, ("max_tokens",), lo=1) or COMPLETIONS_DEFAULT_MAX_TOKENS
         params = _sampling_params(body, max_tokens)
@@ -237,7 +251,7 @@ class OpenAIApi:
 
     # ---- chat ---------------------------------------------------------------------------
     async def chat_completions(self, request: Request) -> Response:
-        body = await self._body(request)
+        body = await self._body(request, CHAT_FIELDS)
         ids = self._chat_prompt_ids(body.get("messages"))
         max_tokens = _max_tokens(body, ("max_completion_tokens", "max_tokens"), lo=0)
         if max_tokens is None:  # as much as fits, like OpenAI (bounded by the context and the pool)

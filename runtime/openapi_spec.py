@@ -18,6 +18,8 @@ import copy
 from typing import Any
 
 from radixlm.runtime.http_common import FILE_FIELDS, OPEN_PATHS
+from radixlm.runtime.openai_api import CHAT_FIELDS, COMPLETION_FIELDS
+from radixlm.runtime.request_fields import GENERATE_FIELDS, FieldPolicy
 
 Schema = dict[str, Any]
 INT64 = {"minimum": -(1 << 63), "maximum": (1 << 63) - 1}
@@ -100,6 +102,15 @@ def _no_file_fields() -> dict[str, Schema]:
     """Top-level fields naming a file, URL or code to load: 400 unless null (http_common)."""
     return {name: {"type": "null", "description": "refused unless null: the server opens no files"}
             for name in sorted(FILE_FIELDS)}
+
+
+def _policy_fields(policy: FieldPolicy) -> dict[str, Schema]:
+    """The fields a request_fields policy accepts beyond those the endpoint reads: inert ones
+    (any value, ignored) and unsupported ones (only empty; a value is a 400)."""
+    out: dict[str, Schema] = {name: {"description": "accepted and ignored"} for name in sorted(policy.inert)}
+    for name in sorted(policy.unsupported - FILE_FIELDS):
+        out[name] = {"type": "null", "description": "not supported: 400 unless null or empty"}
+    return out
 
 
 def _json_body(schema: Schema) -> Schema:
@@ -222,7 +233,9 @@ def _generate_request() -> Schema:
     return {
         "type": "object",
         "oneOf": [{"required": ["text"]}, {"required": ["input_ids"]}],
+        "additionalProperties": False,
         "properties": {
+            **_policy_fields(GENERATE_FIELDS),
             **_no_file_fields(),
             **prompts,
             "rid": _nullable({"anyOf": [{"type": "string"}, _list({"type": "string"})],
@@ -237,9 +250,10 @@ def _generate_request() -> Schema:
     }
 
 
-def _openai_common() -> dict[str, Schema]:
-    """Fields both OpenAI routes read (openai_api.py); other keys are ignored."""
+def _openai_common(policy: FieldPolicy) -> dict[str, Schema]:
+    """Fields both OpenAI routes read (openai_api.py); an unknown key is a 400."""
     return {
+        **_policy_fields(policy),
         "model": {"description": "ignored: the server serves one model"},
         "n": _nullable(_int(1, 128)),
         "stream": _nullable({"type": "boolean"}),
@@ -259,8 +273,9 @@ def _completion_request() -> Schema:
     return {
         "type": "object",
         "required": ["prompt"],
+        "additionalProperties": False,
         "properties": {
-            **_openai_common(),
+            **_openai_common(COMPLETION_FIELDS),
             "prompt": {"anyOf": [{"type": "string"}, ids,
                                  _list({"anyOf": [{"type": "string"}, ids]}, min_items=1)]},
             "max_tokens": _nullable(_int(1, description="default 16")),
@@ -286,8 +301,9 @@ def _chat_request() -> Schema:
     return {
         "type": "object",
         "required": ["messages"],
+        "additionalProperties": False,
         "properties": {
-            **_openai_common(),
+            **_openai_common(CHAT_FIELDS),
             "messages": _list(_ref("ChatMessage"), min_items=1),
             "max_tokens": _nullable(_int(0, description="default: as much as fits the context")),
             "max_completion_tokens": _nullable(_int(0, description="overrides max_tokens")),

@@ -23,6 +23,27 @@ def test_unknown_sampling_param_is_400_naming_the_key(server):
     assert "max_new_tokenz" in msg
 
 
+@pytest.mark.parametrize("path, body, named", [
+    ("/generate", {"text": "hi", "max_new_tokens": 3}, "max_new_tokens"),
+    ("/v1/completions", {"prompt": "hi", "max_token": 3}, "max_token"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "temprature": 0}, "temprature"),
+])
+def test_unknown_top_level_field_is_400_naming_it(server, path, body, named):
+    """A typo must not be silently ignored: the answer would not be what the user asked for."""
+    msg = error_of(server.post(path, body), 400)
+    assert f"unknown field '{named}'" in msg and "accepted fields" in msg
+
+
+def test_inert_and_empty_protocol_fields_are_accepted(server):
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, "user": "u1",
+            "metadata": {"k": "v"}, "modalities": ["text"], "chat_template_kwargs": None}
+    assert server.post("/v1/chat/completions", body).status_code == 200
+    body = {"prompt": "hi", "max_tokens": 1, "best_of": 1, "user": "u1", "model": "anything"}
+    assert server.post("/v1/completions", body).status_code == 200
+    msg = error_of(server.post("/v1/completions", {**body, "best_of": 3}), 400)
+    assert "best_of is not supported" in msg
+
+
 def test_bad_sampling_value_is_400_naming_the_field(server):
     msg = error_of(server.post("/generate", {"text": "hi", "sampling_params": {"top_p": 3}}), 400)
     assert "top_p" in msg

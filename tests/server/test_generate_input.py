@@ -27,8 +27,21 @@ def test_per_item_fields_may_be_lists():
     assert [s.params.max_new_tokens for s in batch.specs] == [1, 2]
 
 
-def test_unknown_top_level_keys_are_ignored():
-    assert parse_generate({"text": "hi", "image_data": None, "lora_path": None}).specs
+def test_sglang_fields_sent_empty_are_accepted():
+    """SGLang's frontend sends e.g. `"session_id": null`; empty values of its other fields pass."""
+    body = {"text": "hi", "image_data": None, "lora_path": None, "session_id": None, "modalities": [],
+            "return_hidden_states": False, "log_metrics": True}
+    assert parse_generate(body).specs
+
+
+def test_unknown_top_level_key_is_an_error_listing_the_accepted_ones():
+    with pytest.raises(ValueError, match=r"unknown field 'sampling_param'.*sampling_params"):
+        parse_generate({"text": "hi", "sampling_param": {"max_new_tokens": 1}})
+
+
+def test_unsupported_sglang_field_with_a_value_is_an_error():
+    with pytest.raises(ValueError, match="return_hidden_states is not supported"):
+        parse_generate({"text": "hi", "return_hidden_states": True})
 
 
 @pytest.mark.parametrize("body, names", [
