@@ -4,9 +4,11 @@
 A request becomes one `RequestSpec` per (prompt, sample) and runs through the same
 TokenizerManager as /generate; the SGLang-shaped results are then re-shaped into OpenAI
 objects. Chat prompts use the model's own chat template (or --chat-template);
-`response_format` json_object / json_schema becomes the `json_schema` constraint. Not
+`response_format` json_object / json_schema becomes the `json_schema` constraint. `echo` on
+/v1/completions prepends the prompt to the text (and its logprobs, the first one null, to the
+logprobs); with echo, `max_tokens: 0` scores the prompt only (what evaluation harnesses use). Not
 supported yet, and refused with 400 rather than ignored: other response formats, `tools`,
-`echo`, `suffix`, multimodal content parts; an unknown field is a 400 too (request_fields.py).
+`suffix`, multimodal content parts; an unknown field is a 400 too (request_fields.py).
 The `model` field is not checked: there is one model.
 """
 
@@ -85,8 +87,6 @@ def response_format_schema(fmt: Any) -> str | None:
 def _check_unsupported(body: dict) -> None:
     if body.get("tools") and body.get("tool_choice") != "none":
         raise ValueError("tools / function calling is not supported yet")
-    if body.get("echo"):
-        raise ValueError("echo is not supported yet")
     if body.get("suffix"):
         raise ValueError("suffix is not supported yet")
 
@@ -151,6 +151,24 @@ def completion_logprobs(entries: list, top: list | None, offset: int) -> dict:
     }
 
 
+def _with_prompt_logprobs(meta: dict, entries: list, top: list | None) -> tuple[list, list | None]:
+    """Echo: the prompt's logprob entries (the first is null) before the output's."""
+    p_entries = meta.get("input_token_logprobs") or []
+    if top is None and not meta.get("input_top_logprobs"):
+        return p_entries + entries, None
+    p_top = meta.get("input_top_logprobs") or [None] * len(p_entries)
+    return p_entries + entries, p_top + (top or [])
+
+
+def _bool_field(body: dict, name: str) -> bool:
+    v = body.get(name)
+    if v is None:
+        return False
+    if not isinstance(v, bool):
+        raise ValueError(f"{name} must be a boolean (got {v!r})")
+    return v
+
+
 def chat_logprobs(entries: list, top: list | None) -> dict:
     def item(e: list) -> dict:
         token = e[2] or ""
@@ -165,9 +183,9 @@ class _StreamRenderer:
     """OpenAI chunks from cumulative-text events: text deltas per choice, usage at the end."""
 
     def __init__(self, api: OpenAIApi, states: list[ReqState], n: int, chat: bool,
-                 include_usage: bool, want_logprobs: bool) -> None:
+                 include_usage: bool, want_logprobs: bool, echoes: list[str] | None = None) -> None:
         self.api, self.states, self.n, self.chat = api, states, n, chat
-        self.include_usage, self.want_logprobs = include_usage, want_logprobs
+        self.include_usage, self.want_logprobs, self.echoes = include_usage, want_logprobs, echoes
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
         self.created = int(time.time())
         self.sent = [0] * len(states)  # characters of each choice already sent
@@ -186,6 +204,16 @@ class _StreamRenderer:
         offset = self.sent[index]
         self.sent[index] = len(event["text"])
         reason, matched = _finish(meta)
+        entries = meta.get("output_token_logprobs") or []
+        top = meta.get("output_top_logprobs")
+        if self.echoes is not None:  # completions only: the prompt leads the first chunk
+            echo = self.echoes[index]
+            if not self.started[index]:
+                self.started[index] = True
+                delta = echo + delta
+                entries, top = _with_prompt_logprobs(meta, entries, top)
+            else:
+                offset += len(echo)
         chunks = []
         if self.chat and not self.started[index]:
             self.started[index] = True
@@ -193,8 +221,6 @@ class _StreamRenderer:
                                        "logprobs": None, "finish_reason": None}))
         if not delta and reason is None:
             return chunks
-        entries = meta.get("output_token_logprobs") or []
-        top = meta.get("output_top_logprobs")
         if self.chat:
             lp = chat_logprobs(entries, top) if self.want_logprobs else None
             choice = {"index": index, "delta": {"content": delta} if delta else {}, "logprobs": lp}
@@ -232,8 +258,9 @@ class OpenAIApi:
     async def completions(self, request: Request) -> Response:
         body = await self._body(request, COMPLETION_FIELDS)
         prompts = _completion_prompts(body.get("prompt"))
-        max_tokens = _max_tokens(body, ("max_tokens",), lo=1) or COMPLETIONS_DEFAULT_MAX_TOKENS
-        params = _sampling_params(body, max_tokens)
+        echo = _bool_field(body, "echo")
+        max_tokens = _max_tokens(body, ("max_tokens",), lo=0 if echo else 1)
+        params = _sampling_params(body, COMPLETIONS_DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens)
         n = _int_field(body, "n", 1, 1, 128)
         logprobs = body.get("logprobs")
         if logprobs is not None and (not isinstance(logprobs, int) or isinstance(logprobs, bool)
@@ -244,10 +271,14 @@ class OpenAIApi:
                         text=p if isinstance(p, str) else None,
                         input_ids=p if isinstance(p, list) else None,
                         return_logprob=logprobs is not None, top_logprobs_num=logprobs or 0,
-                        return_text_in_logprobs=True)
+                        return_text_in_logprobs=True, logprob_start_len=0 if echo else -1)
             for p in prompts for _ in range(n)
         ]
-        return await self._run(request, body, specs, n, chat=False)
+        echoes = [self._prompt_text(p) for p in prompts for _ in range(n)] if echo else None
+        return await self._run(request, body, specs, n, chat=False, echoes=echoes)
+
+    def _prompt_text(self, prompt: str | list[int]) -> str:
+        return prompt if isinstance(prompt, str) else self.tm.tokenizer.decode(prompt)
 
     # ---- chat ---------------------------------------------------------------------------
     async def chat_completions(self, request: Request) -> Response:
@@ -281,7 +312,7 @@ class OpenAIApi:
 
     # ---- shared -------------------------------------------------------------------------
     async def _run(self, request: Request, body: dict, specs: list[RequestSpec], n: int,
-                   chat: bool) -> Response:
+                   chat: bool, echoes: list[str] | None = None) -> Response:
         stream = False if body.get("stream") is None else body["stream"]
         if not isinstance(stream, bool):
             raise ValueError(f"stream must be a boolean (got {stream!r})")
@@ -296,16 +327,17 @@ class OpenAIApi:
             except BaseException:
                 self.tm.abort_unfinished(states, "another choice of the request was rejected")
                 raise
-            renderer = _StreamRenderer(self, states, n, chat, include_usage, want_logprobs)
+            renderer = _StreamRenderer(self, states, n, chat, include_usage, want_logprobs, echoes)
             events = sse_stream(self.tm, states, sink, first, renderer)
             return StreamingResponse(events, media_type="text/event-stream")
         states = self.tm.submit_all(specs)
         if not await wait_all(request, self.tm, states):
             return Response(status_code=499)
         raise_first_error(states)
-        return JSONResponse(self._response(states, n, chat, want_logprobs))
+        return JSONResponse(self._response(states, n, chat, want_logprobs, echoes))
 
-    def _response(self, states: list[ReqState], n: int, chat: bool, want_logprobs: bool) -> dict:
+    def _response(self, states: list[ReqState], n: int, chat: bool, want_logprobs: bool,
+                  echoes: list[str] | None) -> dict:
         choices = []
         for i, state in enumerate(states):
             result = state.builder.result()
@@ -318,7 +350,9 @@ class OpenAIApi:
                                      "reasoning_content": None, "tool_calls": None}
                 choice["logprobs"] = chat_logprobs(entries, top) if want_logprobs else None
             else:
-                choice["text"] = result["text"]
+                if echoes is not None:
+                    entries, top = _with_prompt_logprobs(meta, entries, top)
+                choice["text"] = (echoes[i] if echoes else "") + result["text"]
                 choice["logprobs"] = completion_logprobs(entries, top, 0) if want_logprobs else None
             choice.update(finish_reason=reason, matched_stop=matched)
             choices.append(choice)

@@ -278,9 +278,9 @@ def _completion_request() -> Schema:
             **_openai_common(COMPLETION_FIELDS),
             "prompt": {"anyOf": [{"type": "string"}, ids,
                                  _list({"anyOf": [{"type": "string"}, ids]}, min_items=1)]},
-            "max_tokens": _nullable(_int(1, description="default 16")),
+            "max_tokens": _nullable(_int(0, description="default 16; 0 only with echo (scores the prompt)")),
             "logprobs": _nullable(_int(0, 20)),
-            "echo": {"enum": [False, None], "description": "echo is not supported"},
+            "echo": _nullable({"type": "boolean", "description": "prepend the prompt (and its logprobs)"}),
             "suffix": _nullable({"type": "string", "maxLength": 0, "description": "suffix is not supported"}),
         },
     }

@@ -67,6 +67,32 @@ def test_completion_stream_ends_with_the_full_text(client):
     assert chunks[-1].choices[0].finish_reason == "length"
 
 
+def test_completion_echo_prepends_the_prompt_and_its_logprobs(client, server):
+    """What evaluation harnesses (lm-eval's loglikelihood) rely on: echo + logprobs + max_tokens 0."""
+    prompt = "The capital of France is Paris"
+    n_prompt = len(server.post("/encode", {"text": prompt}).json()["input_ids"])
+    scored = client.completions.create(model="any", prompt=prompt, max_tokens=0, echo=True, logprobs=1)
+    c = scored.choices[0]
+    assert c.text == prompt and scored.usage.completion_tokens == 0
+    lp = c.logprobs
+    assert "".join(lp.tokens) == prompt and len(lp.tokens) == n_prompt
+    assert lp.token_logprobs[0] is None and all(x <= 0 for x in lp.token_logprobs[1:])
+    assert lp.top_logprobs[0] is None and all(len(t) == 1 for t in lp.top_logprobs[1:])
+    assert lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(n_prompt)]
+
+    plain = client.completions.create(model="any", prompt=prompt, max_tokens=3, temperature=0, logprobs=0)
+    echoed = client.completions.create(model="any", prompt=prompt, max_tokens=3, temperature=0, echo=True)
+    assert echoed.choices[0].text == prompt + plain.choices[0].text
+    chunks = list(client.completions.create(model="any", prompt=prompt, max_tokens=3, temperature=0,
+                                            echo=True, stream=True))
+    assert "".join(ch.choices[0].text for ch in chunks) == echoed.choices[0].text
+
+
+def test_completion_max_tokens_zero_needs_echo(server):
+    resp = server.post("/v1/completions", {"prompt": "hi", "max_tokens": 0})
+    assert resp.status_code == 400 and "max_tokens" in resp.json()["error"]["message"]
+
+
 def test_models_lists_the_served_model(client):
     models = client.models.list().data
     assert [m.id for m in models] == ["SmolLM2-135M-Instruct"]
