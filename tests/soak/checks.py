@@ -113,11 +113,11 @@ def problems(out: Outcome) -> list[str]:
 def _stop_trimmed(ans: Answer, stop: str) -> bool:
     """A stop string never stays in a "stop" answer. As in SGLang, the length limit is
     checked first, so when the last allowed token completes a stop string the answer ends
-    by "length" with it untrimmed: then it occurs once, in the last token's characters."""
+    by "length" with it untrimmed: then it first occurs in the last token's characters."""
     if ans.finish_reason != "length":
         return stop not in ans.text
     at = ans.text.find(stop)
-    return at < 0 or (ans.text.count(stop) == 1 and at >= len(ans.text) - LAST_TOKEN_CHARS)
+    return at < 0 or at >= len(ans.text) - LAST_TOKEN_CHARS
 
 
 def constraint_violation(plan: Plan, ans: Answer) -> str:

@@ -81,6 +81,7 @@ def _run(cfg: SoakConfig, srv: soak_server.SoakServer, sampler: RssSampler) -> S
         greedy_mismatches=greedy_mismatches(outcomes, reference) + _still_same(after, reference),
         aborted=aborted, finished=finished,
         rss=judge_rss(sampler.samples, warmup, end_rss, cfg.rss_tolerance),
+        rss_samples=[x for x in sampler.samples if soak_start <= x.t <= soak_start + soak_s],
         phases={"references alone": soak_start, "soak": soak_s,
                 "drain + checks": sampler.elapsed() - soak_start - soak_s},
     )

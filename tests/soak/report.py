@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .checks import percentile, problems
 from .client import DISCONNECTED, ERROR, OK, Outcome
-from .rss import RssVerdict
+from .rss import RssSample, RssVerdict
 from .workload import LEAVE_STREAM, TIMEOUT
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ class SoakReport:
     finished: float  # server-side finished requests of any reason during the soak
     rss: list[RssVerdict] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)  # wall seconds per phase
+    rss_samples: list[RssSample] = field(default_factory=list)  # those taken during the soak
 
     @property
     def counts(self) -> Counter:
@@ -96,3 +97,17 @@ class SoakReport:
                  for v in self.rss]
         rows.append(("wall time", ", ".join(f"{k} {v:.0f} s" for k, v in self.phases.items())))
         return "\n".join(["| figure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
+
+    def rss_series(self, parts: int = 10) -> str:
+        """Highest RSS per process in each tenth of the soak (does it level off?)."""
+        if not self.rss_samples:
+            return ""
+        t0, t1 = self.rss_samples[0].t, self.rss_samples[-1].t
+        span = max(t1 - t0, 1e-9)
+        slices = [[s for s in self.rss_samples if k <= (s.t - t0) / span * parts < k + 1
+                   or (k == parts - 1 and s.t == t1)] for k in range(parts)]
+        names = list(self.rss_samples[0].mb)
+        head = "| MiB | " + " | ".join(f"{(k + 1) * 100 // parts}%" for k in range(parts)) + " |"
+        rows = [f"| {n} | " + " | ".join(f"{max(s.mb[n] for s in sl):.0f}" if sl else "-"
+                                        for sl in slices) + " |" for n in names]
+        return "\n".join([head, "|---|" + "---:|" * parts, *rows])

@@ -27,7 +27,7 @@ def _soak(cfg: SoakConfig) -> None:
     print("\n" + report.table())
     if path := os.environ.get("SOAK_REPORT"):
         with open(path, "w") as f:
-            f.write(report.table() + "\n")
+            f.write(report.table() + "\n\nRSS by tenth of the soak:\n\n" + report.rss_series() + "\n")
     failures = report.failures()
     assert not failures, "\n".join(failures)
 
@@ -37,5 +37,6 @@ def test_short_soak_serves_every_request_and_leaks_nothing():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # above the suite's 900 s: a shared 2-core machine can need it
 def test_full_soak_at_concurrency_128():
     _soak(FULL)
