@@ -222,7 +222,7 @@ class Engine:
             except Exception as exc:  # a bug must not hang callers: fail everything in flight
                 logger.exception("scheduler step failed")
                 self._fail_all(RuntimeError(f"scheduler step failed: {exc!r}"))
-                self._reset_scheduler_state()
+                sched.fail_in_flight("internal error")
 
     def _handle_command(self, cmd) -> bool:
         kind, arg, extra = cmd
@@ -257,8 +257,3 @@ class Engine:
         for handle in self._handles.values():
             handle.fail(exc)
         self._handles.clear()
-
-    def _reset_scheduler_state(self) -> None:
-        for req in list(self.scheduler.running) + list(self.scheduler.waiting):
-            self.scheduler.abort(req.rid, "internal error")
-        self.scheduler.pending_outputs.clear()

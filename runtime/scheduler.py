@@ -140,6 +140,22 @@ class Scheduler:
                 req.finish_reason = FinishReason("abort", message=message)
         self.running = self._release_finished(self.running, self.pending_outputs)
 
+    def fail_in_flight(self, message: str) -> tuple[list[ReqTokenOutput], list[str]]:
+        """Abort every request after a step failed: their KV returns to the cache or pool.
+        Returns the outputs to deliver (pending ones included) and the rids whose abort
+        itself failed, which the caller must still answer."""
+        reqs = list(self.running) + list(self.waiting) + list(self.grammar_queue)
+        broken = []
+        for req in reqs:
+            try:
+                self.abort(req.rid, message)
+            except Exception:  # the state is already damaged; still answer the client
+                logger.exception("abort of %s failed after a step error", req.rid)
+                broken.append(req.rid)
+        self.running = [r for r in self.running if not r.finished]
+        outputs, self.pending_outputs = self.pending_outputs, []
+        return outputs, broken
+
     def flush_cache(self) -> bool:
         """Drop the radix cache; only possible when no request is running or waiting."""
         if self.running or self.waiting:
@@ -201,9 +217,17 @@ class Scheduler:
                 time.sleep(0.001)  # only compiles pending: do not spin against their threads
             return outputs
         out_cache_loc = self._alloc_slots(batch.num_tokens)
-        fb = batch.build(out_cache_loc, self.req_pool, self.kv_pool, self.device)
-        logits = self.runner.forward(fb)
-        self._process_results(batch, logits, outputs)
+        try:
+            fb = batch.build(out_cache_loc, self.req_pool, self.kv_pool, self.device)
+            logits = self.runner.forward(fb)
+            sampled = self._sample_rows(batch, logits)
+        except BaseException:
+            # No request owns this step's slots until _process_results advances prefix_len,
+            # and the outputs taken above must still reach their clients.
+            self.kv_pool.free(out_cache_loc)
+            self.pending_outputs = outputs + self.pending_outputs
+            raise
+        self._process_results(batch, logits, sampled, outputs)
         self.stats.record_step(batch)
         return outputs
 
@@ -312,14 +336,18 @@ class Scheduler:
         req.req_pool_idx, req.last_node = None, None
 
     # ---- results ------------------------------------------------------------------------
-    def _process_results(self, batch: ScheduledBatch, logits: torch.Tensor, outputs: list) -> None:
+    def _sample_rows(self, batch: ScheduledBatch, logits: torch.Tensor):
         sample_reqs = [r for r, rows in zip(batch.reqs, batch.rows) if rows.sample_row is not None]
         sample_rows = [rows.sample_row for rows in batch.rows if rows.sample_row is not None]
-        sampled = self._sample(logits[sample_rows], sample_reqs) if sample_rows else None
+        return self._sample(logits[sample_rows], sample_reqs) if sample_rows else None
+
+    def _process_results(self, batch: ScheduledBatch, logits: torch.Tensor, sampled, outputs: list) -> None:
+        sample_reqs = [r for r, rows in zip(batch.reqs, batch.rows) if rows.sample_row is not None]
         bad = {sample_reqs[i].rid for i in sampled.bad_rows} if sampled else set()
+        for req, ext in zip(batch.reqs, batch.extend_lens):
+            req.prefix_len += ext  # first, so a failure below leaves every slot owned (and freed by abort)
         k = 0
         for req, ext, rows in zip(batch.reqs, batch.extend_lens, batch.rows):
-            req.prefix_len += ext
             new_ids: list[int] = []
             if req.prompt_logprob_start is not None and not req.input_token_logprobs_done:
                 self._add_prompt_logprobs(req, ext, rows, logits)

@@ -157,22 +157,11 @@ class SchedulerLoop:
             return self._fail_in_flight(f"internal error in the scheduler: {exc!r}")
 
     def _fail_in_flight(self, message: str) -> list[ReqTokenOutput]:
-        sched = self.scheduler
-        queued = list(getattr(sched, "grammar_queue", []))  # constrained, grammar compiling
-        rids = [r.rid for r in list(sched.running) + list(sched.waiting) + queued]
-        for rid in rids:
-            try:
-                sched.abort(rid, message)
-            except Exception:  # the state is already broken; still answer the client
-                logger.exception("abort of %s failed after a step error", rid)
-        outputs = list(sched.pending_outputs)
-        sched.pending_outputs.clear()
-        answered = {o.rid for o in outputs}
-        outputs += [abort_output(rid, message, 500, 0) for rid in rids if rid not in answered]
+        outputs, broken = self.scheduler.fail_in_flight(message)
+        outputs += [abort_output(rid, message, 500, 0) for rid in broken]
         for o in outputs:
             if o.finish_reason and o.finish_reason.get("type") == "abort":
                 o.finish_reason["status_code"] = 500
-        sched.running = [r for r in sched.running if not r.finished]
         return outputs
 
 
