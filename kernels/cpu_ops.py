@@ -4,7 +4,8 @@ At batch 1 a decode step on the CPU runs ~30 small ops per layer besides the mat
 each op costs several microseconds of dispatch whatever its size, so the reference's
 op-by-op RMSNorm (add, pow, mean, add, rsqrt, mul, mul) and scatter by advanced indexing are
 a measurable share of the step. Here: ATen's fused `rms_norm` (float32 only: it computes in
-the input dtype, the reference in float32) and `index_copy_` for the KV store.
+the input dtype, the reference in float32), `index_copy_` for the KV store, and a linear
+layer that picks the faster GEMM shape for small batches.
 """
 
 from __future__ import annotations
@@ -26,3 +27,16 @@ def rms_norm(x, weight, eps, residual=None):
         x = torch.add(x, residual)
     normed = torch.rms_norm(x, (x.shape[-1],), weight, eps)
     return normed if residual is None else (normed, x)
+
+
+# Measured on the 2-core CPU (fp32, SmolLM2's 30 layers of shapes, docs/benchmarks.md):
+# for 2..64 rows F.linear (x @ W^T with W stored [out, in]) takes a slow path, up to 2.6x
+# slower than computing (W @ x^T)^T; at 1 row the two tie and from ~128 rows F.linear wins.
+SMALL_BATCH_ROWS = range(2, 65)
+
+
+def linear(x, weight, bias=None):
+    if x.dim() != 2 or x.shape[0] not in SMALL_BATCH_ROWS or weight.dtype != torch.float32:
+        return torch.nn.functional.linear(x, weight, bias)
+    out = torch.mm(weight, x.t()).t().contiguous()
+    return out if bias is None else out.add_(bias)

@@ -171,3 +171,8 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     """SwiGLU activation: x = [gate | up] on the last dim -> silu(gate) * up."""
     gate, up = x.chunk(2, dim=-1)
     return torch.nn.functional.silu(gate) * up
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """y = x @ weight.T + bias with weight [out, in] (cuBLAS picks its own shape on GPU)."""
+    return torch.nn.functional.linear(x, weight, bias)

@@ -121,3 +121,17 @@ def test_cpu_ops_match_reference():
     cpu_ops.store_kv(kc, vc, loc, k, v)
     torch.testing.assert_close(kc[loc], k)
     torch.testing.assert_close(vc[loc], v)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 64, 65, 200])
+@pytest.mark.parametrize("bias", [False, True])
+def test_cpu_linear_matches_reference_at_every_batch_size(rows, bias):
+    """Both GEMM shapes (small batches take (W @ x^T)^T) give x @ W^T + b, contiguous."""
+    from radixlm.kernels import cpu_ops
+
+    g = torch.Generator().manual_seed(rows)
+    x, w = torch.randn(rows, 96, generator=g), torch.randn(160, 96, generator=g)
+    b = torch.randn(160, generator=g) if bias else None
+    got = cpu_ops.linear(x, w, b)
+    assert got.is_contiguous() and got.shape == (rows, 160)
+    torch.testing.assert_close(got, reference.linear(x, w, b), atol=1e-4, rtol=1e-5)
