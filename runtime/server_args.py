@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from dataclasses import dataclass, fields
 from typing import get_type_hints
+
+API_KEY_ENV = "RADIXLM_API_KEY"
 
 
 @dataclass(frozen=True)
@@ -18,7 +21,7 @@ class ServerArgs:
     served_model_name: str | None = None
     host: str = "127.0.0.1"
     port: int = 30000
-    api_key: str | None = None
+    api_key: str | None = None  # CLI: --api-key, else the RADIXLM_API_KEY environment variable
     device: str = "auto"
     dtype: str = "auto"
     mem_fraction: float | None = None  # of free memory for the KV pool (default 0.85 CUDA, 0.1 CPU)
@@ -72,4 +75,7 @@ class ServerArgs:
 
     @classmethod
     def from_cli(cls, ns: argparse.Namespace) -> ServerArgs:
-        return cls(**{f.name: getattr(ns, f.name) for f in fields(cls)})
+        values = {f.name: getattr(ns, f.name) for f in fields(cls)}
+        # A key on the command line is visible to every local user in `ps`; the environment is not.
+        values["api_key"] = values["api_key"] or os.environ.get(API_KEY_ENV) or None
+        return cls(**values)

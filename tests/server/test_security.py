@@ -92,6 +92,15 @@ def test_the_default_bind_address_is_loopback():
     assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
 
 
+def test_the_key_can_come_from_the_environment_out_of_sight_of_ps(monkeypatch):
+    monkeypatch.setenv("RADIXLM_API_KEY", "from-env")
+    assert ServerArgs.from_cli(build_parser().parse_args(["serve"])).api_key == "from-env"
+    flag = build_parser().parse_args(["serve", "--api-key", "from-flag"])
+    assert ServerArgs.from_cli(flag).api_key == "from-flag"  # the flag wins
+    monkeypatch.setenv("RADIXLM_API_KEY", "")
+    assert ServerArgs.from_cli(build_parser().parse_args(["serve"])).api_key is None
+
+
 @pytest.mark.parametrize(("host", "key", "warns"), [
     ("127.0.0.1", None, False), ("localhost", None, False), ("::1", None, False),
     ("0.0.0.0", "k", False), ("0.0.0.0", None, True), ("::", None, True), ("10.1.2.3", None, True),
