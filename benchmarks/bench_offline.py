@@ -6,7 +6,8 @@ is given), each system in its own process.
 
 Single stream: one prompt, 128 greedy tokens (eos suppressed); tokens/s counts output
 tokens over the whole call (prefill included, it is short). Batch: 32 prompts of 16-256
-tokens, 64 greedy tokens each, submitted at once (HF: one padded batch).
+tokens, 64 greedy tokens each, submitted at once (HF: one padded batch). Each system times
+each workload --repeats times after one start-up (caches reset between), median reported.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,27 +24,30 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_prefix_sharing import machine_line  # noqa: E402
+from child import run_child  # noqa: E402
+from peers import timed  # noqa: E402
 from workloads import random_prompts  # noqa: E402
 
 SINGLE_PROMPT = "Write a detailed story about a lighthouse keeper who finds a message in a bottle."
 
 
-def time_radixlm(prompts: list[str], max_new: int, threads: int) -> dict:
+def time_radixlm(w: dict) -> dict:
     import torch
 
     from radixlm.runtime import Engine
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(w["threads"])
     with Engine(max_total_tokens=40000) as engine:
         engine.generate("warm-up", {"max_new_tokens": 4})
-        params = {"max_new_tokens": max_new, "temperature": 0, "ignore_eos": True}
-        start = time.perf_counter()
-        outs = engine.generate(prompts, params)
-        seconds = time.perf_counter() - start
-    return {"seconds": seconds, "output_tokens": sum(o["meta_info"]["completion_tokens"] for o in outs)}
+        params = {"max_new_tokens": w["max_new_tokens"], "temperature": 0, "ignore_eos": True}
+
+        def run() -> int:
+            return sum(o["meta_info"]["completion_tokens"] for o in engine.generate(w["prompts"], params))
+
+        return timed(w, run, engine.flush_cache)
 
 
-def run_child(system: str, workload: dict, python: str) -> dict:
+def time_system(system: str, workload: dict, python: str) -> dict:
     with tempfile.TemporaryDirectory() as d:
         wpath, rpath = os.path.join(d, "w.json"), os.path.join(d, "r.json")
         Path(wpath).write_text(json.dumps(workload))
@@ -53,23 +56,20 @@ def run_child(system: str, workload: dict, python: str) -> dict:
         else:
             runner = "hf-serial" if len(workload["prompts"]) == 1 else "hf-batch"
             cmd = [python, str(HERE / "peers.py"), runner if system == "hf" else system, wpath, rpath]
-        env = dict(os.environ, VLLM_CPU_OMP_THREADS_BIND=os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "0-1"))
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            return {"error": (proc.stderr or proc.stdout)[-300:].replace("\n", " | ")}
-        return json.loads(Path(rpath).read_text())
+        return run_child(cmd, rpath)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vllm-python", default=None)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--repeats", type=int, default=3, help="timings per system (one start-up), median reported")
     ap.add_argument("--out", default=None)
     ap.add_argument("--run-one", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.run_one:
         w = json.loads(Path(args.run_one[0]).read_text())
-        Path(args.run_one[1]).write_text(json.dumps(time_radixlm(w["prompts"], w["max_new_tokens"], w["threads"])))
+        Path(args.run_one[1]).write_text(json.dumps(time_radixlm(w)))
         return
 
     from radixlm.runtime.model_loader import bundled_model_path, resolve_model
@@ -77,7 +77,8 @@ def main() -> None:
 
     folder = resolve_model(None)
     tok = load_tokenizer(folder)
-    base = {"model_folder": str(folder), "gguf_path": str(bundled_model_path()), "threads": args.threads}
+    base = {"model_folder": str(folder), "gguf_path": str(bundled_model_path()), "threads": args.threads,
+            "repeats": args.repeats}
     workloads = {
         "single stream (1 x 128 tokens)": {**base, "prompts": [SINGLE_PROMPT], "max_new_tokens": 128},
         "batch (32 random prompts x 64 tokens)": {**base, "prompts": random_prompts(tok, 32), "max_new_tokens": 64},
@@ -85,15 +86,16 @@ def main() -> None:
     systems = {"radixlm": sys.executable, "hf": sys.executable}
     if args.vllm_python:
         systems["vllm-cpu"] = args.vllm_python
-    lines = ["| workload | system | seconds | output tok/s |", "|---|---|---:|---:|"]
+    lines = ["| workload | system | median s | output tok/s (median) | each run, s |", "|---|---|---:|---:|---|"]
     for wname, w in workloads.items():
         for system, python in systems.items():
             print(f"running {system} on {wname} ...", file=sys.stderr, flush=True)
-            r = run_child(system, w, python)
+            r = time_system(system, w, python)
             if "error" in r:
-                lines.append(f"| {wname} | {system} | failed | {r['error'][:100]} |")
+                lines.append(f"| {wname} | {system} | failed | | {r['error'][:100]} |")
             else:
-                lines.append(f"| {wname} | {system} | {r['seconds']:.1f} | {r['output_tokens'] / r['seconds']:.1f} |")
+                each = ", ".join(f"{x:.1f}" for x in r["seconds_all"])
+                lines.append(f"| {wname} | {system} | {r['seconds']:.1f} | {r['output_tokens'] / r['seconds']:.1f} | {each} |")
     report = (f"Offline throughput. Machine: {machine_line()}. Model: SmolLM2-135M-Instruct, float32. "
               f"Date: {time.strftime('%Y-%m-%d')}.\n\n" + "\n".join(lines))
     print(report)

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from child import run_child  # noqa: E402
 from workloads import few_shot_requests  # noqa: E402
 
 
@@ -62,14 +62,7 @@ def run_in_subprocess(system: str, workload_path: str, python: str) -> dict:
         cmd = [python, __file__, "--run-one", system, workload_path, result_path]
     else:
         cmd = [python, str(HERE / "peers.py"), system, workload_path, result_path]
-    env = dict(os.environ, VLLM_CPU_OMP_THREADS_BIND=os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "0-1"))
-    # Run outside the repository: its top-level folders (kernels/, lang/, runtime/) would
-    # shadow PyPI packages of the same names in a peer's interpreter (vLLM imports `kernels`).
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tempfile.gettempdir())
-    if proc.returncode != 0:
-        return {"error": (proc.stderr or proc.stdout)[-400:].strip().replace("\n", " | ")}
-    with open(result_path) as f:
-        return json.load(f)
+    return run_child(cmd, result_path)
 
 
 def machine_line() -> str:
