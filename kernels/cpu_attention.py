@@ -202,7 +202,7 @@ def _extend_groups(ext: list[int]) -> list[list[int]]:
 @dataclass
 class _ExtendPlan:
     decode_tok: torch.Tensor | None  # q rows of one-token requests (batched decode path)
-    decode_slots: torch.Tensor | None
+    decode_keys: torch.Tensor | None  # head-major cache rows [n, KV, S]
     decode_mask: torch.Tensor | None
     groups: list[_PaddedGroup]
 
@@ -214,20 +214,20 @@ def _extend_plan(q, kv_heads, req_to_token, req_pool_indices, prefix_lens, exten
     if memo is not None and key in memo:
         return memo[key]
     ext, starts, prefixes = extend_lens.tolist(), extend_start_loc.tolist(), prefix_lens.tolist()
-    decode_rows = [i for i, e in enumerate(ext) if e == 1]
-    tok = slots = mask = None
-    if decode_rows:  # one-token rows of a mixed batch go through the batched decode path
-        rows_t = torch.tensor(decode_rows, device=q.device)
+    one_token = [i for i, e in enumerate(ext) if e == 1]
+    tok = keys = mask = None
+    if one_token:  # one-token rows of a mixed batch go through the batched decode path
+        rows_t = torch.tensor(one_token, device=q.device)
         tok = extend_start_loc[rows_t]
         seq = prefix_lens[rows_t] + 1
-        slots, mask = _decode_keys(req_to_token, req_pool_indices[rows_t], seq, P, int(seq.max()), kv_heads, None)
+        keys, mask = _decode_keys(req_to_token, req_pool_indices[rows_t], seq, P, int(seq.max()), kv_heads, None)
     rows = req_pool_indices.tolist()
     groups = [
         _padded_group(q, kv_heads, req_to_token, [rows[i] for i in g], [prefixes[i] for i in g],
                       [ext[i] for i in g], [starts[i] for i in g], P)
         for g in _extend_groups(ext)
     ]
-    plan = _ExtendPlan(tok, slots, mask, groups)
+    plan = _ExtendPlan(tok, keys, mask, groups)
     if memo is not None:
         memo[key] = plan
     return plan
@@ -245,7 +245,7 @@ def extend_attention(
     o = torch.empty(T, H, D, dtype=torch.float32, device=q.device)
     lse = torch.empty(T, H, dtype=torch.float32, device=q.device)
     if plan.decode_tok is not None:
-        od, ld = _own_decode(q[plan.decode_tok], k_cache, v_cache, plan.decode_slots, plan.decode_mask, sm_scale)
+        od, ld = _own_decode(q[plan.decode_tok], k_cache, v_cache, plan.decode_keys, plan.decode_mask, sm_scale)
         o[plan.decode_tok], lse[plan.decode_tok] = od, ld
     for g in plan.groups:
         og, lg = _own_extend_padded(q, k_cache, v_cache, g, sm_scale)
