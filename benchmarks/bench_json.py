@@ -157,17 +157,21 @@ def e2e_one(mode: str, prompts: list[str], max_new: int) -> dict:
 
 
 def _e2e_in_child(mode: str, prompts: list[str], max_new: int) -> dict:
-    import subprocess
+    import os
     import sys
     import tempfile
+    from pathlib import Path
 
-    with tempfile.NamedTemporaryFile("w+", suffix=".json") as f:
-        json.dump({"mode": mode, "prompts": prompts, "max_new": max_new}, f)
-        f.flush()
-        out = subprocess.run([sys.executable, __file__, "--e2e-one", f.name], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(out.stderr[-2000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from child import run_child
+
+    with tempfile.TemporaryDirectory() as d:
+        wpath, rpath = os.path.join(d, "w.json"), os.path.join(d, "r.json")
+        Path(wpath).write_text(json.dumps({"mode": mode, "prompts": prompts, "max_new": max_new}))
+        result = run_child([sys.executable, str(Path(__file__).resolve()), "--e2e-one", wpath, rpath], rpath)
+    if "error" in result:
+        raise SystemExit(result["error"])
+    return result
 
 
 def _median_run(runs: list[dict]) -> dict:
@@ -223,12 +227,13 @@ def main() -> None:
     parser.add_argument("--whitespace", default="", help="JSON whitespace pattern")
     parser.add_argument("--e2e", action="store_true", help="run the model end to end through Engine")
     parser.add_argument("--repeats", type=int, default=3, help="--e2e: alternating runs per mode")
-    parser.add_argument("--e2e-one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--e2e-one", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.e2e_one:
-        with open(args.e2e_one) as f:
+        with open(args.e2e_one[0]) as f:
             w = json.load(f)
-        print(json.dumps(e2e_one(w["mode"], w["prompts"], w["max_new"])))
+        with open(args.e2e_one[1], "w") as f:
+            json.dump(e2e_one(w["mode"], w["prompts"], w["max_new"]), f)
         return
     if args.e2e:
         run_e2e(args.requests, args.repeats)

@@ -89,14 +89,14 @@ def _decode_keys(req_to_token, req_pool_indices, seq_lens, start, max_len, kv_he
     key = ("decode_keys", start, max_len, req_pool_indices.shape[0])
     if memo is not None and key in memo:
         return memo[key]
-    slots = _head_rows(req_to_token[req_pool_indices, start:max_len].long(), kv_heads)
+    rows = _head_rows(req_to_token[req_pool_indices, start:max_len].long(), kv_heads)
     mask = None
     if bool((seq_lens != max_len).any()):
-        pos = torch.arange(start, max_len, device=slots.device)
+        pos = torch.arange(start, max_len, device=rows.device)
         mask = (pos[None, :] < seq_lens[:, None])[:, None, None, :]
     if memo is not None:
-        memo[key] = (slots, mask)
-    return slots, mask
+        memo[key] = (rows, mask)
+    return rows, mask
 
 
 def _own_decode(q, k_cache, v_cache, rows, mask, scale, need_lse=True):

@@ -220,14 +220,14 @@ class Scheduler:
         try:
             fb = batch.build(out_cache_loc, self.req_pool, self.kv_pool, self.device)
             logits = self.runner.forward(fb)
-            sampled = self._sample_rows(batch, logits)
+            sampled, bad = self._sample_rows(batch, logits)
         except BaseException:
             # No request owns this step's slots until _process_results advances prefix_len,
             # and the outputs taken above must still reach their clients.
             self.kv_pool.free(out_cache_loc)
             self.pending_outputs = outputs + self.pending_outputs
             raise
-        self._process_results(batch, logits, sampled, outputs)
+        self._process_results(batch, logits, sampled, bad, outputs)
         self.stats.record_step(batch)
         return outputs
 
@@ -337,13 +337,16 @@ class Scheduler:
 
     # ---- results ------------------------------------------------------------------------
     def _sample_rows(self, batch: ScheduledBatch, logits: torch.Tensor):
+        """(sampled, rids whose logits were NaN/inf) for the rows that sample, or (None, {})."""
         sample_reqs = [r for r, rows in zip(batch.reqs, batch.rows) if rows.sample_row is not None]
+        if not sample_reqs:
+            return None, set()
         sample_rows = [rows.sample_row for rows in batch.rows if rows.sample_row is not None]
-        return self._sample(logits[sample_rows], sample_reqs) if sample_rows else None
+        sampled = self._sample(logits[sample_rows], sample_reqs)
+        return sampled, {sample_reqs[i].rid for i in sampled.bad_rows}
 
-    def _process_results(self, batch: ScheduledBatch, logits: torch.Tensor, sampled, outputs: list) -> None:
-        sample_reqs = [r for r, rows in zip(batch.reqs, batch.rows) if rows.sample_row is not None]
-        bad = {sample_reqs[i].rid for i in sampled.bad_rows} if sampled else set()
+    def _process_results(self, batch: ScheduledBatch, logits: torch.Tensor, sampled, bad: set[str],
+                         outputs: list) -> None:
         for req, ext in zip(batch.reqs, batch.extend_lens):
             req.prefix_len += ext  # first, so a failure below leaves every slot owned (and freed by abort)
         k = 0
