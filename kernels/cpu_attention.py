@@ -29,7 +29,7 @@ def _gather(cache: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
     return flat.view(*slots.shape, cache.shape[1], cache.shape[2])
 
 
-def _head_rows(slots: torch.Tensor, kv_heads: int) -> torch.Tensor:
+def head_rows(slots: torch.Tensor, kv_heads: int) -> torch.Tensor:
     """Rows of the cache viewed as [slots * kv_heads, D] for slots [..., S], head-major:
     [..., KV, S]. Gathering by these gives K/V already laid out [..., KV, S, D] contiguous,
     so the attention matmuls read them in place: gathering [..., S, KV, D] and permuting
@@ -89,7 +89,7 @@ def _decode_keys(req_to_token, req_pool_indices, seq_lens, start, max_len, kv_he
     key = ("decode_keys", start, max_len, req_pool_indices.shape[0])
     if memo is not None and key in memo:
         return memo[key]
-    rows = _head_rows(req_to_token[req_pool_indices, start:max_len].long(), kv_heads)
+    rows = head_rows(req_to_token[req_pool_indices, start:max_len].long(), kv_heads)
     mask = None
     if bool((seq_lens != max_len).any()):
         pos = torch.arange(start, max_len, device=rows.device)
@@ -108,6 +108,12 @@ def _own_decode(q, k_cache, v_cache, rows, mask, scale, need_lse=True):
     v = _gather_heads(v_cache, rows)
     o, lse = _attend(q.view(B, KV, G, D), k, v, scale, mask, need_lse)
     return o.reshape(B, H, D), None if lse is None else lse.reshape(B, H)
+
+
+def attend_rows(q, k_cache, v_cache, rows, scale):
+    """Queries q [B, H, D], one per request, against the keys at head-major cache rows
+    [B, KV, S] (from `head_rows`, no padding) -> o [B, H, D]."""
+    return _own_decode(q, k_cache, v_cache, rows, None, scale, need_lse=False)[0]
 
 
 def _with_shared_prefix(q, k_cache, v_cache, req_to_token, req_pool_indices, P, scale, o, lse, out, memo):
@@ -161,14 +167,14 @@ def _padded_group(q, kv_heads, req_to_token, rows, prefix, ext, starts, start) -
     e_pos = torch.arange(max_ext, device=dev)
     q_tok = (torch.tensor(starts, device=dev)[:, None] + e_pos[None, :]).clamp(max=q.shape[0] - 1)
     slots = req_to_token[torch.tensor(rows, device=dev), start:max_seq].long()  # [n, S]
-    head_rows = _head_rows(slots, kv_heads)
+    key_rows = head_rows(slots, kv_heads)
     q_abs = torch.tensor(prefix, device=dev)[:, None] + e_pos[None, :]  # [n, max_ext]
     k_abs = torch.arange(start, max_seq, device=dev)
     mask = k_abs[None, None, :] <= q_abs[:, :, None]  # [n, max_ext, S]
     mask = mask[:, None, :, None, :].expand(n, kv_heads, max_ext, G, -1).reshape(n, kv_heads, max_ext * G, -1)
     valid = e_pos[None, :] < torch.tensor(ext, device=dev)[:, None]
     out_tok = torch.cat([torch.arange(s, s + e) for s, e in zip(starts, ext)]).to(dev)
-    return _PaddedGroup(q_tok, head_rows, mask, valid, out_tok)
+    return _PaddedGroup(q_tok, key_rows, mask, valid, out_tok)
 
 
 def _own_extend_padded(q, k_cache, v_cache, g: _PaddedGroup, scale):

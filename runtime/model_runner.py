@@ -16,6 +16,7 @@ from radixlm.runtime.forward_batch import ForwardBatch
 from radixlm.runtime.model_config import ModelConfig
 from radixlm.runtime.model_loader import iter_safetensors
 from radixlm.runtime.models.llama import LlamaForCausalLM
+from radixlm.runtime.models.llama_compiled_decode import CompiledDecode
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,10 @@ def available_memory_bytes(device: torch.device) -> int:
 
 
 class ModelRunner:
-    def __init__(self, folder: Path, config: ModelConfig, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self, folder: Path, config: ModelConfig, device: torch.device, dtype: torch.dtype,
+        compile_decode: bool = False,
+    ) -> None:
         self.config = config
         self.device = device
         self.dtype = dtype
@@ -66,6 +70,20 @@ class ModelRunner:
         self.model = model.to(dtype).eval()
         self.model.layers[0].self_attn.rotary.place(device)  # one table shared by all layers
         logger.info("loaded %s (%s, %s) in %.1f s", folder, device, dtype, time.perf_counter() - start)
+        if compile_decode and CompiledDecode.supported(self.model):
+            self._compile_decode()
+
+    def _compile_decode(self) -> None:
+        """Compile the one-token forward (llama_compiled_decode.py); without a working C++
+        toolchain Inductor fails, and the runner keeps the eager path rather than not start."""
+        compiled = CompiledDecode(self.model)
+        try:
+            seconds = compiled.warm_up()
+        except Exception as exc:  # noqa: BLE001 — any compiler failure means: run eagerly
+            logger.warning("one-token forward not compiled, running eagerly: %s", str(exc).splitlines()[0])
+            return
+        self.model.compiled_decode = compiled
+        logger.info("compiled the one-token CPU forward in %.1f s", seconds)
 
     def forward(self, fb: ForwardBatch) -> torch.Tensor:
         return self.model(fb.input_ids, fb.positions, fb)

@@ -74,6 +74,7 @@ class LlamaForCausalLM(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self.compiled_decode = None  # set by ModelRunner on the CPU (llama_compiled_decode.py)
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         # One table shared by all layers (the HF model builds it once too).
         rotary = RotaryEmbedding(cfg.head_dim, cfg.context_len, cfg.rope_theta, cfg.rope_scaling)
@@ -86,6 +87,8 @@ class LlamaForCausalLM(nn.Module):
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, fb: ForwardBatch) -> torch.Tensor:
         """Returns float32 logits [len(fb.logits_indices), vocab] (empty if none are needed)."""
+        if self.compiled_decode is not None and self.compiled_decode.applies(input_ids, fb):
+            return self.compiled_decode.forward(input_ids, positions, fb)
         x = self.embed_tokens(input_ids)  # [tokens, hidden]
         cos_sin = self.layers[0].self_attn.rotary.lookup(positions, x.dtype)
         residual = None

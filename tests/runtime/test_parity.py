@@ -2,8 +2,11 @@
 
 Contract: greedy output ids equal HF `generate` token for token, for 16 varied prompts
 batched together, with the radix cache on and off, with prefill chunked to 32 tokens, and with
-a KV pool so small that requests are retracted mid-decode. Final-position logits agree with
-HF's within LOGIT_ATOL (float32 on CPU; differences come only from matmul blocking order).
+a KV pool so small that requests are retracted mid-decode; and for prompts served one at a
+time, where every decode step takes the compiled one-token forward
+(runtime/models/llama_compiled_decode.py). Final-position logits agree with HF's within
+LOGIT_ATOL, from a prefill and from a compiled one-token step (float32 on CPU; differences
+come only from summation order).
 """
 
 from __future__ import annotations
@@ -57,6 +60,45 @@ def test_greedy_ids_equal_hf(hf_greedy, prompts, engine_args):
     ours, _ = engine_greedy(prompts, max_total_tokens=20000, **engine_args)
     for i, (a, b) in enumerate(zip(ours, hf_greedy)):
         assert a == b, f"prompt {i} diverges: ours {a} vs HF {b}"
+
+
+SINGLE_STREAM = [0, 3, 6, 9, 12, 15]  # short and several-hundred-token, raw and chat
+
+
+def test_single_stream_compiled_decode_equals_hf(hf_greedy, prompts):
+    with Engine(max_total_tokens=20000) as engine:
+        compiled = engine.scheduler.runner.model.compiled_decode
+        assert compiled is not None, "the CPU float32 engine should compile its one-token forward"
+        for i in SINGLE_STREAM:
+            out = engine.generate(prompts[i], {"max_new_tokens": MAX_NEW, "temperature": 0})
+            assert out["output_ids"] == hf_greedy[i], f"prompt {i} diverges one at a time"
+        assert compiled.calls >= len(SINGLE_STREAM) * (MAX_NEW - 1)
+
+
+def test_compiled_one_token_logits_match_hf(hf_model, tokenizer, prompts):
+    """Prefill all but the last prompt token (eager), then the last one alone (compiled)."""
+    from radixlm.runtime.bootstrap import build_runtime
+    from radixlm.runtime.forward_batch import ForwardBatch
+
+    sched = build_runtime(ServerArgs(max_total_tokens=4000)).scheduler
+    runner = sched.runner
+    for i in SINGLE_STREAM:
+        ids = tokenizer(prompts[i]).input_ids
+        row = sched.req_pool.alloc()
+        slots = sched.kv_pool.alloc(len(ids))
+        sched.req_pool.req_to_token[row, : len(ids)] = slots.to(torch.int32)
+        common = dict(req_pool_indices=[row], req_to_token=sched.req_pool.req_to_token,
+                      k_buffers=sched.kv_pool.k_buffers, v_buffers=sched.kv_pool.v_buffers)
+        runner.forward(ForwardBatch.build(input_ids=ids[:-1], prefix_lens=[0], extend_lens=[len(ids) - 1],
+                                          out_cache_loc=slots[:-1], logits_indices=[], **common))
+        calls = runner.model.compiled_decode.calls
+        ours = runner.forward(ForwardBatch.build(input_ids=ids[-1:], prefix_lens=[len(ids) - 1], extend_lens=[1],
+                                                 out_cache_loc=slots[-1:], logits_indices=[0], **common))[0]
+        assert runner.model.compiled_decode.calls == calls + 1
+        with torch.inference_mode():
+            ref = hf_model(torch.tensor([ids])).logits[0, -1].float()
+        diff = (ours - ref).abs().max().item()
+        assert diff < LOGIT_ATOL, f"prompt {i}: max |logit diff| {diff:.2e} >= {LOGIT_ATOL}"
 
 
 def test_greedy_ids_equal_hf_when_retracted(hf_greedy, prompts, tokenizer):
