@@ -10,8 +10,9 @@ multiplies memory traffic by the batch size. Here attention is split ("cascade")
 
 and the two partial results are merged with their log-sum-exps. `shared_prefix_len` comes
 from ForwardBatch (the longest run of identical req_to_token entries across the batch);
-0 disables part 1. Requests that extend by one token take the decode path even inside a
-mixed batch, so a long prefill chunk does not pad every decode row to its length.
+0 disables part 1. Requests that extend by one token (or a few, as after a jump-forward) take the decode path
+even inside a mixed batch, so a long prefill chunk does not pad every decode row to its
+length.
 """
 
 from __future__ import annotations
@@ -192,10 +193,20 @@ def _own_extend_padded(q, k_cache, v_cache, g: _PaddedGroup, scale):
     return o[g.valid], lse[g.valid]
 
 
+# Extends of at most this many tokens run as one decode row per token (row j of a request
+# with prefix p sees keys [0, p + j + 1)), in the same batched call as the batch's real
+# decode rows. Jump-forward makes these common: forced JSON keys and punctuation are 2-8
+# tokens, appended to a batch of one-token decodes. As padded groups they cost a few dozen
+# extra small ops per layer each; as rows they only re-gather the request's keys once per
+# token (measured in docs/benchmarks.md, constrained decoding).
+DECODE_ROWS_MAX_EXTEND = 8
+
+
 def _extend_groups(ext: list[int]) -> list[list[int]]:
-    """Requests (indices, extend_len > 1) grouped so padding to the group's longest wastes
-    at most about half the work: sorted by length, a group closes when it would double."""
-    order = sorted((i for i, e in enumerate(ext) if e > 1), key=lambda i: ext[i])
+    """Requests (indices, extend_len > DECODE_ROWS_MAX_EXTEND) grouped so padding to the
+    group's longest wastes at most about half the work: sorted by length, a group closes
+    when it would double."""
+    order = sorted((i for i, e in enumerate(ext) if e > DECODE_ROWS_MAX_EXTEND), key=lambda i: ext[i])
     groups: list[list[int]] = []
     for i in order:
         if groups and ext[i] <= 2 * ext[groups[-1][0]]:
@@ -207,7 +218,7 @@ def _extend_groups(ext: list[int]) -> list[list[int]]:
 
 @dataclass
 class _ExtendPlan:
-    decode_tok: torch.Tensor | None  # q rows of one-token requests (batched decode path)
+    decode_tok: torch.Tensor | None  # q rows of short extends, one per token (batched decode path)
     decode_keys: torch.Tensor | None  # head-major cache rows [n, KV, S]
     decode_mask: torch.Tensor | None
     groups: list[_PaddedGroup]
@@ -220,14 +231,14 @@ def _extend_plan(q, kv_heads, req_to_token, req_pool_indices, prefix_lens, exten
     if memo is not None and key in memo:
         return memo[key]
     ext, starts, prefixes = extend_lens.tolist(), extend_start_loc.tolist(), prefix_lens.tolist()
-    one_token = [i for i, e in enumerate(ext) if e == 1]
-    tok = keys = mask = None
-    if one_token:  # one-token rows of a mixed batch go through the batched decode path
-        rows_t = torch.tensor(one_token, device=q.device)
-        tok = extend_start_loc[rows_t]
-        seq = prefix_lens[rows_t] + 1
-        keys, mask = _decode_keys(req_to_token, req_pool_indices[rows_t], seq, P, int(seq.max()), kv_heads, None)
     rows = req_pool_indices.tolist()
+    # Short extends (decodes included) go through the batched decode path, a row per token.
+    short = [(starts[i] + j, rows[i], prefixes[i] + j + 1)
+             for i, e in enumerate(ext) if e <= DECODE_ROWS_MAX_EXTEND for j in range(e)]
+    tok = keys = mask = None
+    if short:
+        tok, row, seq = torch.tensor(short, device=q.device).unbind(1)
+        keys, mask = _decode_keys(req_to_token, row, seq, P, int(seq.max()), kv_heads, None)
     groups = [
         _padded_group(q, kv_heads, req_to_token, [rows[i] for i in g], [prefixes[i] for i in g],
                       [ext[i] for i in g], [starts[i] for i in g], P)

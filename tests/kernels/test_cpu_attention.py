@@ -62,6 +62,23 @@ def test_mixed_extend_matches_reference(shared):
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("shared", [0, 30])
+def test_short_extends_as_decode_rows_match_reference(shared):
+    """A jump-forward step: one-token decodes plus forced spans of 2..8 tokens (the longest
+    that runs as decode rows) and one of 9 (a padded group), prefixes of different lengths."""
+    prefix = [30, 44, 31, 58, 30, 36]
+    ext = [1, 8, 2, 1, 9, 5]
+    seq_lens = [p + e for p, e in zip(prefix, ext)]
+    k, v, r2t = make_pool(seq_lens, shared, 3, 16, seed=11 + shared)
+    q = torch.randn(sum(ext), 9, 16)
+    starts = torch.tensor([0, 1, 9, 11, 12, 21])
+    args = (q, k, v, r2t, torch.arange(6), torch.tensor(prefix), torch.tensor(ext), starts, 0.25)
+    ref = reference.extend_attention(*args)
+    out = torch.full_like(q, float("nan"))
+    cpu_attention.extend_attention(*args, out=out, shared_prefix_len=shared)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
 def test_ragged_extend_groups_match_reference():
     prefix = [36, 36, 40, 36, 50, 36]
     ext = [3, 20, 1, 9, 2, 40]  # groups of different lengths plus a decode row
@@ -123,10 +140,11 @@ def test_cpu_ops_match_reference():
     torch.testing.assert_close(vc[loc], v)
 
 
-@pytest.mark.parametrize("rows", [1, 2, 5, 64, 65, 200])
+@pytest.mark.parametrize("rows", [1, 2, 5, 8, 9, 14, 63, 64, 65, 200])
 @pytest.mark.parametrize("bias", [False, True])
 def test_cpu_linear_matches_reference_at_every_batch_size(rows, bias):
-    """Both GEMM shapes (small batches take (W @ x^T)^T) give x @ W^T + b, contiguous."""
+    """Both GEMM shapes (small batches take (W @ x^T)^T, padded to a multiple of 8 rows above
+    8) give x @ W^T + b, contiguous, with exactly the rows asked for."""
     from radixlm.kernels import cpu_ops
 
     g = torch.Generator().manual_seed(rows)
