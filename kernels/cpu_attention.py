@@ -10,9 +10,9 @@ multiplies memory traffic by the batch size. Here attention is split ("cascade")
 
 and the two partial results are merged with their log-sum-exps. `shared_prefix_len` comes
 from ForwardBatch (the longest run of identical req_to_token entries across the batch);
-0 disables part 1. Requests that extend by one token (or a few, as after a jump-forward) take the decode path
-even inside a mixed batch, so a long prefill chunk does not pad every decode row to its
-length.
+0 disables part 1. Requests that extend by one token (or a few, as after a jump-forward)
+take the decode path even inside a mixed batch, so a long prefill chunk does not pad every
+decode row to its length.
 """
 
 from __future__ import annotations

@@ -101,10 +101,10 @@ class CompiledDecode:
         cfg = model.cfg
         self.consts = (cfg.rms_norm_eps, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim**-0.5)
         self.weights = [
-            (l.input_layernorm.weight, l.self_attn.qkv_proj.weight, l.self_attn.qkv_proj.bias,
-             l.self_attn.o_proj.weight, l.post_attention_layernorm.weight, l.mlp.gate_up_proj.weight,
-             l.mlp.down_proj.weight)
-            for l in model.layers
+            (layer.input_layernorm.weight, layer.self_attn.qkv_proj.weight, layer.self_attn.qkv_proj.bias,
+             layer.self_attn.o_proj.weight, layer.post_attention_layernorm.weight,
+             layer.mlp.gate_up_proj.weight, layer.mlp.down_proj.weight)
+            for layer in model.layers
         ]
         self.layer = torch.compile(_layer, fullgraph=True)
         self.logits = torch.compile(_logits, fullgraph=True, dynamic=False)
