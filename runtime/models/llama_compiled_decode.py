@@ -22,33 +22,23 @@ import time
 
 import torch
 
-from radixlm.kernels import cpu_attention
+from radixlm.kernels import cpu_attention, reference
+from radixlm.runtime.layers.rotary import RotaryEmbedding
 
 
 def _gemv(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """x [1, in] times weight [out, in]^T as a reduction Inductor streams at full bandwidth."""
-    return (weight * x).sum(-1, keepdim=False).unsqueeze(0)
-
-
-def _rms_norm(h: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    return h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps) * weight
-
-
-def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
-    """RotaryEmbedding.apply for [1, heads, dim] (same products, see rotary.py)."""
-    t, h, d = x.shape
-    swapped = x.view(t, h, 2, d // 2).flip(2).view(t, h, d)
-    return x * cos + swapped * signed_sin
+    return (weight * x).sum(-1).unsqueeze(0)
 
 
 def _pre_attention(x, residual, norm_w, qkv_w, qkv_b, cos, signed_sin, eps: float, heads: int, kv_heads: int):
     """-> q [1, H, D], k [1, KV, D], v [1, KV, D], new residual [1, hidden]."""
-    h = x + residual
-    qkv = _gemv(qkv_w, _rms_norm(h, norm_w, eps))
+    normed, h = reference.rms_norm(x, norm_w, eps, residual)
+    qkv = _gemv(qkv_w, normed)
     if qkv_b is not None:
         qkv = qkv + qkv_b
     d = cos.shape[-1]
-    qk = _rotate(qkv[:, : (heads + kv_heads) * d].view(1, heads + kv_heads, d), cos, signed_sin)
+    qk = RotaryEmbedding.apply((cos, signed_sin), qkv[:, : (heads + kv_heads) * d].view(1, heads + kv_heads, d))
     q, k = qk.split([heads, kv_heads], dim=1)
     v = qkv[:, (heads + kv_heads) * d :].view(1, kv_heads, d)
     return q.contiguous(), k.contiguous(), v.contiguous(), h
@@ -56,10 +46,8 @@ def _pre_attention(x, residual, norm_w, qkv_w, qkv_b, cos, signed_sin, eps: floa
 
 def _post_attention(attn, residual, o_w, norm_w, gate_up_w, down_w, eps: float):
     """-> MLP output [1, hidden], new residual [1, hidden]."""
-    h = _gemv(o_w, attn) + residual
-    gate_up = _gemv(gate_up_w, _rms_norm(h, norm_w, eps))
-    gate, up = gate_up.chunk(2, dim=-1)
-    return _gemv(down_w, torch.nn.functional.silu(gate) * up), h
+    normed, h = reference.rms_norm(_gemv(o_w, attn), norm_w, eps, residual)
+    return _gemv(down_w, reference.silu_and_mul(_gemv(gate_up_w, normed))), h
 
 
 @torch.library.custom_op("radixlm::pool_attention_one", mutates_args=("k_cache", "v_cache"))
@@ -81,7 +69,7 @@ def _(q, k, v, k_cache, v_cache, loc, rows, scale):
 
 
 def _logits(x, residual, norm_w, lm_w, eps: float):
-    return _gemv(lm_w, _rms_norm(x + residual, norm_w, eps))
+    return _gemv(lm_w, reference.rms_norm(x, norm_w, eps, residual)[0])
 
 
 def _layer(x, residual, weights, k_cache, v_cache, loc, rows, cos, signed_sin, consts):
