@@ -3,8 +3,8 @@
 `radixlm.kernels` exposes one function per op and dispatches per call: the Triton kernel
 for CUDA tensors; for CPU tensors, attention goes through `cpu_attention.py` (the reference
 math, reorganised so KV shared by the whole batch is read once), the KV store and RMSNorm
-through `cpu_ops.py` (fused ATen ops), linear layers through `cpu_ops.linear` (a faster
-GEMM shape for small batches) and the rest through the plain-torch reference
+through `cpu_ops.py` (fused ATen ops), linear layers through `cpu_ops.linear` (oneDNN on
+weights prepacked at load, `prepack_weight`) and the rest through the plain-torch reference
 (`reference.py`, also the test oracle). Set the environment variable
 RADIXLM_KERNELS=reference (or call `set_backend("reference")`) to force the reference path;
 "triton" forces the Triton path (on CPU only under TRITON_INTERPRET=1).
@@ -92,8 +92,15 @@ def silu_and_mul(x):
     return reference.silu_and_mul(x)
 
 
-def linear(x, weight, bias=None):
-    """y = x @ weight.T + bias, weight stored [out, in] as in Hugging Face checkpoints."""
+def linear(x, weight, bias=None, packed=None):
+    """y = x @ weight.T + bias, weight stored [out, in] as in Hugging Face checkpoints;
+    `packed` is `prepack_weight(weight)` (CPU only; ignored elsewhere)."""
     if x.is_cuda or _BACKEND == "reference":
         return reference.linear(x, weight, bias)
-    return cpu_ops.linear(x, weight, bias)
+    return cpu_ops.linear(x, weight, bias, packed)
+
+
+def prepack_weight(weight):
+    """A copy of a CPU float32 linear weight in oneDNN's blocked layout, or None where that
+    does not apply (CUDA, other dtypes, no oneDNN); pass it to `linear` as `packed`."""
+    return cpu_ops.prepack_weight(weight)

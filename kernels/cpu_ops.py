@@ -5,7 +5,8 @@ each op costs several microseconds of dispatch whatever its size, so the referen
 op-by-op RMSNorm (add, pow, mean, add, rsqrt, mul, mul) and scatter by advanced indexing are
 a measurable share of the step. Here: ATen's fused `rms_norm` (float32 only: it computes in
 the input dtype, the reference in float32), `index_copy_` for the KV store, and a linear
-layer that picks the faster GEMM shape for small batches.
+layer that multiplies by oneDNN-prepacked weights (or, without them, picks the faster MKL
+GEMM shape for small batches).
 """
 
 from __future__ import annotations
@@ -29,16 +30,49 @@ def rms_norm(x, weight, eps, residual=None):
     return normed if residual is None else (normed, x)
 
 
-# Measured on the 2-core CPU (fp32, SmolLM2's 30 layers of shapes, docs/benchmarks.md):
-# for 2..64 rows F.linear (x @ W^T with W stored [out, in]) takes a slow path, up to 2.6x
-# slower than computing (W @ x^T)^T; at 1 row the two tie and from ~128 rows F.linear wins.
-# Above 8 rows MKL's kernel is also much slower for row counts that are not a multiple of 8
-# (e.g. 14 rows: 84 ms vs 49 ms for 16, same 120 matmuls), so those are padded with zero rows.
+# Measured on the 2-core CPU (fp32, SmolLM2's 30 layers of shapes plus the 49152-wide
+# lm_head, docs/benchmarks.md): oneDNN's matmul on weights reordered once into its blocked
+# layout beats MKL's sgemm at every row count from 1 to 2048 — 1.2-1.8x on the whole model's
+# linear work at 2-128 rows, 1.4-1.8x on the lm_head — because MKL re-packs the weight on
+# every call and has no fast kernel for few rows. The reordered copy costs one more copy of
+# the weights in memory (`--disable-weight-prepack` turns it off).
+PACK_ROWS_HINT = 64  # oneDNN picks the blocked layout for this many rows; 8-512 measured alike
+
+
+def prepack_weight(weight: torch.Tensor) -> torch.Tensor | None:
+    """oneDNN-blocked copy of a float32 CPU weight [out, in] for `linear(..., packed=)`, or
+    None where oneDNN is missing or its result disagrees with F.linear (then `linear` keeps
+    the MKL path)."""
+    if weight.is_cuda or weight.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        with torch.no_grad():
+            packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), PACK_ROWS_HINT)
+            probe = torch.randn(3, weight.shape[1])
+            got = _onednn_linear(probe, packed, None)
+            want = torch.nn.functional.linear(probe, weight)
+    except (RuntimeError, AttributeError):  # a torch build without these private ops
+        return None
+    return packed if torch.allclose(got, want, rtol=1e-4, atol=1e-4) else None
+
+
+def _onednn_linear(x, packed, bias):
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+
+# Without prepacked weights, measured on the same CPU: for 2..64 rows F.linear (x @ W^T with
+# W stored [out, in]) takes a slow path, up to 2.6x slower than computing (W @ x^T)^T; at 1
+# row the two tie and from ~128 rows F.linear wins. Above 8 rows MKL's kernel is also much
+# slower for row counts that are not a multiple of 8 (e.g. 14 rows: 84 ms vs 49 ms for 16,
+# same 120 matmuls), so those are padded with zero rows. oneDNN has neither problem.
 SMALL_BATCH_ROWS = range(2, 65)
 ROW_MULTIPLE = 8
 
 
-def linear(x, weight, bias=None):
+def linear(x, weight, bias=None, packed=None):
+    """x @ weight.T + bias; `packed` (from `prepack_weight(weight)`) selects oneDNN."""
+    if packed is not None and x.dim() == 2 and x.dtype == torch.float32:
+        return _onednn_linear(x, packed, bias)
     rows = x.shape[0] if x.dim() == 2 else 0
     if rows not in SMALL_BATCH_ROWS or weight.dtype != torch.float32:
         return torch.nn.functional.linear(x, weight, bias)

@@ -48,7 +48,8 @@ def build_runtime(args: ServerArgs) -> Runtime:
     dtype = pick_dtype(args.dtype, device)
     if device.type == "cpu":
         torch.set_num_threads(max(torch.get_num_threads(), 1))
-    runner = ModelRunner(folder, model_config, device, dtype, compile_decode=not args.disable_torch_compile)
+    runner = ModelRunner(folder, model_config, device, dtype, compile_decode=not args.disable_torch_compile,
+                         prepack_weights=not args.disable_weight_prepack)
     mem_fraction = args.mem_fraction or (0.85 if device.type == "cuda" else 0.1)
     slots = kv_pool_capacity(model_config, dtype, device, mem_fraction, args.max_total_tokens)
     context_len = resolve_context_len(args, model_config)

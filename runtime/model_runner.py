@@ -57,7 +57,7 @@ def available_memory_bytes(device: torch.device) -> int:
 class ModelRunner:
     def __init__(
         self, folder: Path, config: ModelConfig, device: torch.device, dtype: torch.dtype,
-        compile_decode: bool = False,
+        compile_decode: bool = False, prepack_weights: bool = False,
     ) -> None:
         self.config = config
         self.device = device
@@ -70,6 +70,9 @@ class ModelRunner:
         self.model = model.to(dtype).eval()
         self.model.layers[0].self_attn.rotary.place(device)  # one table shared by all layers
         logger.info("loaded %s (%s, %s) in %.1f s", folder, device, dtype, time.perf_counter() - start)
+        if prepack_weights and device.type == "cpu":
+            packed = self.model.prepack_weights()
+            logger.info("prepacked linear weights for oneDNN: %.0f MiB", packed / 2**20)
         if compile_decode and CompiledDecode.supported(self.model):
             self._compile_decode()
 

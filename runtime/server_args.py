@@ -38,6 +38,7 @@ class ServerArgs:
     log_requests: bool = False
     disable_jump_forward: bool = False
     disable_torch_compile: bool = False  # CPU float32: run one-token forwards eagerly (no Inductor)
+    disable_weight_prepack: bool = False  # CPU float32: no oneDNN-packed copy of the weights (less memory, slower)
     grammar_compile_timeout: float = 30.0  # seconds; a constraint slower to compile is a 400
     max_body_size: int = 16 * 1024 * 1024  # HTTP request body limit in bytes (413 above it)
     scheduler_threads: int | None = None  # torch threads of the server's scheduler process

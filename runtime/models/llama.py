@@ -75,6 +75,7 @@ class LlamaForCausalLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.compiled_decode = None  # set by ModelRunner on the CPU (llama_compiled_decode.py)
+        self.lm_head_packed = None  # set by prepack_weights
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         # One table shared by all layers (the HF model builds it once too).
         rotary = RotaryEmbedding(cfg.head_dim, cfg.context_len, cfg.rope_theta, cfg.rope_scaling)
@@ -100,8 +101,21 @@ class LlamaForCausalLM(nn.Module):
         x = x[fb.logits_indices]
         residual = residual[fb.logits_indices]
         x, _ = self.norm(x, residual)
-        weight = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
-        return kernels.linear(x, weight).float()
+        return kernels.linear(x, self.lm_head_weight, packed=self.lm_head_packed).float()
+
+    @property
+    def lm_head_weight(self) -> torch.Tensor:
+        return self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+
+    def prepack_weights(self) -> int:
+        """Prepack every linear weight and the lm_head for the CPU path (kernels.prepack_weight);
+        returns the bytes the packed copies take (0 where prepacking does not apply)."""
+        linears = [m for m in self.modules() if isinstance(m, Linear)]
+        packed = [m.weight for m in linears if m.prepack()]
+        self.lm_head_packed = kernels.prepack_weight(self.lm_head_weight)
+        if self.lm_head_packed is not None:
+            packed.append(self.lm_head_weight)
+        return sum(w.numel() * w.element_size() for w in packed)
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Load Hugging Face-named tensors, fusing q/k/v and gate/up into one matmul each."""

@@ -125,7 +125,7 @@ class CompiledDecode:
         residual = torch.zeros_like(x)
         for i, w in enumerate(self.weights):
             x, residual = self.layer(x, residual, w, k_buffers[i], v_buffers[i], loc, rows, cos, sin, self.consts)
-        lm_w = m.embed_tokens.weight if m.lm_head is None else m.lm_head.weight
+        lm_w = m.lm_head_weight
         self.calls += 1
         return self.logits(x, residual, m.norm.weight, lm_w, self.consts[0])
 

@@ -142,14 +142,27 @@ def test_cpu_ops_match_reference():
 
 @pytest.mark.parametrize("rows", [1, 2, 5, 8, 9, 14, 63, 64, 65, 200])
 @pytest.mark.parametrize("bias", [False, True])
-def test_cpu_linear_matches_reference_at_every_batch_size(rows, bias):
-    """Both GEMM shapes (small batches take (W @ x^T)^T, padded to a multiple of 8 rows above
-    8) give x @ W^T + b, contiguous, with exactly the rows asked for."""
+@pytest.mark.parametrize("prepacked", [False, True])
+def test_cpu_linear_matches_reference_at_every_batch_size(rows, bias, prepacked):
+    """Every path (oneDNN on a prepacked weight; without one, small batches take (W @ x^T)^T
+    padded to a multiple of 8 rows above 8) gives x @ W^T + b, contiguous, with exactly the
+    rows asked for."""
     from radixlm.kernels import cpu_ops
 
     g = torch.Generator().manual_seed(rows)
     x, w = torch.randn(rows, 96, generator=g), torch.randn(160, 96, generator=g)
     b = torch.randn(160, generator=g) if bias else None
-    got = cpu_ops.linear(x, w, b)
+    packed = cpu_ops.prepack_weight(w) if prepacked else None
+    if prepacked and packed is None:
+        pytest.skip("this torch build has no oneDNN")
+    got = cpu_ops.linear(x, w, b, packed)
     assert got.is_contiguous() and got.shape == (rows, 160)
     torch.testing.assert_close(got, reference.linear(x, w, b), atol=1e-4, rtol=1e-5)
+
+
+def test_prepack_weight_declines_what_it_cannot_serve():
+    """Only float32 CPU weights are prepacked; the rest keep the unpacked path."""
+    from radixlm.kernels import cpu_ops
+
+    assert cpu_ops.prepack_weight(torch.randn(8, 4, dtype=torch.bfloat16)) is None
+    assert cpu_ops.prepack_weight(torch.randn(8, 4, dtype=torch.float64)) is None
