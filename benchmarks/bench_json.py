@@ -11,8 +11,8 @@ document stands in for the model (its idealisation); the grammar mask must allow
     [batch, vocab] logits tensor.
 With --e2e, the same workload runs through runtime.Engine on the real model, each system in
 its own process: constrained with jump-forward, constrained without it, and unconstrained
-decoding of the same output length (ignore_eos); output tokens/s, forward passes and latency
-per request.
+decoding of the same output lengths (ignore_eos, each request as long as its constrained
+output); output tokens/s, forward passes and latency per request.
 
     python benchmarks/bench_json.py [--requests 64] [--whitespace ""] [--e2e]
 """
@@ -137,26 +137,28 @@ def e2e_prompts(tokenizer, docs: list[str]) -> list[str]:
     return prompts
 
 
-def e2e_one(mode: str, prompts: list[str], max_new: int) -> dict:
+def e2e_one(mode: str, prompts: list[str], max_new: list[int]) -> dict:
+    """One mode over all prompts; `max_new` per prompt (unconstrained runs get each request's
+    constrained output length, with ignore_eos, so both decode the same number of tokens)."""
     from radixlm.runtime import Engine
 
     with Engine(max_total_tokens=40000, disable_jump_forward=mode == "constrained, jump-forward off") as e:
         e.generate(prompts[0], {"max_new_tokens": 2, "json_schema": json.dumps(SCHEMA)})  # compile
         e.call_in_loop(lambda s: setattr(s, "stats", type(s.stats)()))
-        params = {"max_new_tokens": max_new, "temperature": 0}
-        params = {**params, "ignore_eos": True} if mode == "unconstrained" else {**params, "json_schema": json.dumps(SCHEMA)}
+        extra = {"ignore_eos": True} if mode == "unconstrained" else {"json_schema": json.dumps(SCHEMA)}
+        params = [{"max_new_tokens": n, "temperature": 0, **extra} for n in max_new]
         start = time.perf_counter()
         outs = e.generate(prompts, params)
         seconds = time.perf_counter() - start
         stats = e.call_in_loop(lambda s: s.stats)
-    tokens = sum(o["meta_info"]["completion_tokens"] for o in outs)
+    lengths = [o["meta_info"]["completion_tokens"] for o in outs]
     valid = sum(_valid(o["text"]) for o in outs) if mode != "unconstrained" else None
-    return {"seconds": seconds, "tokens": tokens, "steps": stats.steps, "jumped": stats.jumped_tokens,
+    return {"seconds": seconds, "tokens": sum(lengths), "steps": stats.steps, "jumped": stats.jumped_tokens,
             "latency": statistics.fmean(o["meta_info"]["e2e_latency"] for o in outs), "valid": valid,
-            "mean_tokens": tokens / len(outs)}
+            "lengths": lengths}
 
 
-def _e2e_in_child(mode: str, prompts: list[str], max_new: int) -> dict:
+def _e2e_in_child(mode: str, prompts: list[str], max_new: list[int]) -> dict:
     import os
     import sys
     import tempfile
@@ -198,9 +200,9 @@ def run_e2e(n: int, repeats: int) -> None:
     budget = 96
     for _ in range(repeats):
         for mode in ("constrained, jump-forward on", "constrained, jump-forward off", "unconstrained"):
-            max_new = budget
-            if mode == "unconstrained":  # same output length as the constrained run
-                max_new = max(1, round(runs["constrained, jump-forward off"][0]["mean_tokens"]))
+            max_new = [budget] * n
+            if mode == "unconstrained":  # each request as long as its constrained output
+                max_new = runs["constrained, jump-forward off"][0]["lengths"]
             runs.setdefault(mode, []).append(_e2e_in_child(mode, prompts, max_new))
     results = {mode: _median_run(rs) for mode, rs in runs.items()}
     print(f"\n{n} JSON-extraction requests, 6-property schema, greedy, max {budget} new tokens, "

@@ -202,7 +202,18 @@ class Scheduler:
             if matcher is not None:
                 self.grammar_queue.remove(req)
                 req.grammar, req.grammar_handle = matcher, None
-                self.waiting.append(req)
+                self._enqueue_constrained(req)
+
+    def _enqueue_constrained(self, req: Req) -> None:
+        """Queue a request whose grammar is ready. With jump-forward, text the grammar forces
+        before any sampling (`{"name":"` of a JSON schema) joins the prompt now, so the
+        prefill computes it and the first sampled token is the first free one; the jumped
+        tokens stream out at once."""
+        jumped = self._jump_forward(req) if self.cfg.enable_jump_forward else []
+        if jumped or req.finished:
+            self.pending_outputs.append(self._output(req, jumped))
+        if not req.finished:
+            self.waiting.append(req)
 
     # ---- one iteration ------------------------------------------------------------------
     def step(self) -> list[ReqTokenOutput]:

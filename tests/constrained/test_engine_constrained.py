@@ -90,6 +90,19 @@ def test_jump_forward_keeps_the_forced_text_exact(engine, tokenizer):
     assert tokenizer.decode(out["output_ids"], skip_special_tokens=True) == out["text"]
 
 
+def test_text_forced_before_the_first_sample_is_jumped_at_admission(engine):
+    """`Answer: ` is forced before anything is sampled: it joins the prompt's prefill (its
+    tokens carry no logprob: none was sampled) and streams out in the first event."""
+    regex = "Answer: (yes|no)"
+    params = {"max_new_tokens": 10, "temperature": 0, "regex": regex}
+    out = engine.generate("Is the sky blue?", params, return_logprob=True)
+    assert re.fullmatch(regex, out["text"]), out["text"]
+    logprobs = [lp for lp, *_ in out["meta_info"]["output_token_logprobs"]]
+    assert logprobs[0] is None and logprobs[-1] is not None  # jumped first, sampled last
+    first = next(iter(engine.generate_stream("Is the sky blue?", params)))
+    assert first["text"].startswith("Answer:")
+
+
 def test_unicode_alternatives_sharing_a_first_character(engine):
     regex = "霍格沃茨特快列车|霍比特人比尔博"
     for temperature in (0.0, 1.0):
