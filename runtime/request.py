@@ -56,6 +56,10 @@ class Req:
     finish_reason: FinishReason | None = None
     grammar: Any = None  # per-request grammar matcher (constrained decoding)
     grammar_handle: Any = None  # pending compile while the request sits in the grammar queue
+    # Jump-forward's back-off token, run (not yet emitted) at the end of fill_ids: the next
+    # forward also yields the logits at its position, and it is kept only if the model picks
+    # it there (Scheduler._settle_draft); otherwise its KV slot is given back.
+    draft_id: int | None = None
     jumped_tokens: int = 0  # output tokens appended by jump-forward (not sampled)
     generator: torch.Generator | None = None  # per-request RNG when a seed is given
 
@@ -73,7 +77,8 @@ class Req:
 
     @property
     def fill_ids(self) -> list[int]:
-        return self.input_ids + self.output_ids
+        draft = [] if self.draft_id is None else [self.draft_id]
+        return self.input_ids + self.output_ids + draft
 
     @property
     def seq_len(self) -> int:

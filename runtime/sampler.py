@@ -25,6 +25,13 @@ class SampleOutput:
     bad_rows: list[int]  # rows whose logits were NaN/inf: their requests must be aborted
 
 
+@dataclass
+class VerifyOutput:
+    next_ids: list[int]  # the draft where accepted, else the token drawn in its place
+    accepted: list[bool]
+    bad_rows: list[int]
+
+
 class Sampler:
     def __init__(self, vocab_size: int, eos_token_ids: tuple[int, ...]) -> None:
         self.vocab_size = vocab_size
@@ -46,10 +53,7 @@ class Sampler:
         want_logprob = any(r.return_logprob for r in reqs)
         raw_logprobs = torch.log_softmax(logits, dim=-1) if want_logprob else None
 
-        logits = torch.where(finite[:, None], logits, 0.0)  # also the copy the biases modify
-        logits = self._apply_biases(logits, reqs)
-        if token_bitmask is not None:
-            apply_token_bitmask_(logits, token_bitmask.to(logits.device, non_blocking=True))
+        logits = self._processed(logits, finite, reqs, token_bitmask)
         next_ids = self._choose(logits, reqs)
         bad_rows = (~finite).nonzero().flatten().tolist()
 
@@ -64,6 +68,51 @@ class Sampler:
                 top = [list(zip(vals[i][: r.top_logprobs_num], idx[i][: r.top_logprobs_num]))
                        for i, r in enumerate(reqs)]
         return SampleOutput(next_ids, out_lp, top, bad_rows)
+
+    @torch.inference_mode()
+    def verify(
+        self,
+        logits: torch.Tensor,  # [batch, vocab] float32: the rows before each draft token
+        reqs: list[Req],
+        draft_ids: list[int],
+        token_bitmask: torch.Tensor | None = None,
+    ) -> VerifyOutput:
+        """Speculative sampling against a fixed draft: greedy rows accept the draft iff it is
+        the argmax; sampled rows accept it with its probability p(draft) under the same
+        processed distribution `sample` would use, else draw from p with the draft removed,
+        so every token keeps exactly its probability p (the draft is proposed with certainty)."""
+        logits = logits[:, : self.vocab_size]
+        finite = torch.isfinite(logits.sum(dim=-1))
+        logits = self._processed(logits, finite, reqs, token_bitmask)
+        next_ids = logits.argmax(dim=-1).tolist()
+        accepted = [t == d for t, d in zip(next_ids, draft_ids)]
+        rows = [i for i, r in enumerate(reqs) if not r.sampling_params.is_greedy]
+        if rows:
+            probs = self._probs(logits[rows], [reqs[i] for i in rows])
+            for p, i in zip(probs, rows):
+                next_ids[i], accepted[i] = self._accept_or_redraw(p, draft_ids[i], reqs[i].generator)
+        return VerifyOutput(next_ids, accepted, (~finite).nonzero().flatten().tolist())
+
+    @staticmethod
+    def _accept_or_redraw(p: torch.Tensor, draft: int, generator) -> tuple[int, bool]:
+        p = p / p.sum()  # truncation zeroes tokens without renormalising
+        u = torch.rand(1, generator=generator, device=p.device).item()
+        if u < p[draft].item():
+            return draft, True
+        rest = p.clone()
+        rest[draft] = 0.0
+        if not rest.sum().item() > 0:  # the draft holds all the mass (u hit the float edge)
+            return draft, True
+        return int(torch.multinomial(rest, 1, generator=generator).item()), False
+
+    def _processed(self, logits: torch.Tensor, finite: torch.Tensor, reqs: list[Req],
+                   token_bitmask: torch.Tensor | None) -> torch.Tensor:
+        """Logits after NaN rows are zeroed, biases, penalties and the grammar mask."""
+        logits = torch.where(finite[:, None], logits, 0.0)  # also the copy the biases modify
+        logits = self._apply_biases(logits, reqs)
+        if token_bitmask is not None:
+            apply_token_bitmask_(logits, token_bitmask.to(logits.device, non_blocking=True))
+        return logits
 
     def _apply_biases(self, logits: torch.Tensor, reqs: list[Req]) -> torch.Tensor:
         for i, r in enumerate(reqs):
@@ -98,14 +147,15 @@ class Sampler:
         if all(greedy):
             return next_ids.tolist()
         rows = [i for i, g in enumerate(greedy) if not g]
-        sub = logits[rows]
-        temps = torch.tensor([max(reqs[i].sampling_params.temperature, GREEDY_TEMPERATURE) for i in rows],
-                             dtype=sub.dtype, device=sub.device)
-        probs = torch.softmax(sub / temps[:, None], dim=-1)
-        probs = self._truncate(probs, [reqs[i] for i in rows])
-        sampled = self._multinomial(probs, [reqs[i] for i in rows])
-        next_ids[rows] = sampled
+        probs = self._probs(logits[rows], [reqs[i] for i in rows])
+        next_ids[rows] = self._multinomial(probs, [reqs[i] for i in rows])
         return next_ids.tolist()
+
+    def _probs(self, logits: torch.Tensor, reqs: list[Req]) -> torch.Tensor:
+        """Temperature, then top-k / top-p / min-p: the distribution a row samples from."""
+        temps = torch.tensor([max(r.sampling_params.temperature, GREEDY_TEMPERATURE) for r in reqs],
+                             dtype=logits.dtype, device=logits.device)
+        return self._truncate(torch.softmax(logits / temps[:, None], dim=-1), reqs)
 
     @staticmethod
     def _truncate(probs: torch.Tensor, reqs: list[Req]) -> torch.Tensor:

@@ -21,6 +21,7 @@ class LogitRows:
     prompt_positions: list[int] = field(default_factory=list)  # absolute positions p (predict p+1)
     prompt_rows: list[int] = field(default_factory=list)  # their rows in the logits
     sample_row: int | None = None  # row whose logits pick the next token
+    verify_row: int | None = None  # row before a draft token: do the logits there pick it?
 
 
 @dataclass
@@ -53,6 +54,10 @@ class ScheduledBatch:
                 rows.prompt_rows.append(len(logits_indices))
                 logits_indices.append(offset + pos - start)
             if end == len(req.fill_ids) and req.sampling_params.max_new_tokens > 0:
+                if req.draft_id is not None:
+                    assert ext >= 2, "a draft is computed together with the position before it"
+                    rows.verify_row = len(logits_indices)
+                    logits_indices.append(offset + ext - 2)
                 rows.sample_row = len(logits_indices)
                 logits_indices.append(offset + ext - 1)
             self.rows.append(rows)

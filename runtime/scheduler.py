@@ -46,6 +46,7 @@ class SchedulerConfig:
     check_invariant_when_idle: bool = True
     random_seed: int | None = None
     enable_jump_forward: bool = True
+    jump_forward_drafts: bool = True  # run the back-off token speculatively (_settle_draft)
     grammar_compile_timeout_s: float = 30.0
     json_whitespace_pattern: str = ""
 
@@ -231,14 +232,15 @@ class Scheduler:
         try:
             fb = batch.build(out_cache_loc, self.req_pool, self.kv_pool, self.device)
             logits = self.runner.forward(fb)
-            sampled, bad = self._sample_rows(batch, logits)
+            verdicts, bad = self._verify_drafts(batch, logits)
+            sampled, bad = self._sample_rows(batch, logits, verdicts, bad)
         except BaseException:
             # No request owns this step's slots until _process_results advances prefix_len,
             # and the outputs taken above must still reach their clients.
             self.kv_pool.free(out_cache_loc)
             self.pending_outputs = outputs + self.pending_outputs
             raise
-        self._process_results(batch, logits, sampled, bad, outputs)
+        self._process_results(batch, logits, sampled, verdicts, bad, outputs)
         self.stats.record_step(batch)
         return outputs
 
@@ -257,7 +259,7 @@ class Scheduler:
         budget = self.cfg.chunked_prefill_size
         for req in sorted(self.running, key=lambda r: len(r.fill_ids) - r.prefix_len > 1):
             remaining = len(req.fill_ids) - req.prefix_len
-            n = 1 if remaining == 1 else min(remaining, max(budget, 0))
+            n = 1 if remaining == 1 else self._chunk(req, remaining, budget)
             if n > 0:
                 reqs.append(req)
                 lens.append(n)
@@ -282,7 +284,9 @@ class Scheduler:
             if not self.cache.disabled and policy.should_defer(req, len(match.slots), in_flight):
                 continue
             remaining = len(req.fill_ids) - len(match.slots)
-            n = min(remaining, budget)
+            n = self._chunk(req, remaining, budget)
+            if n <= 0:
+                break
             self.cache.inc_lock_ref(match.node)
             promise = remaining + policy.output_reserve(req, self.new_token_ratio)
             if reserved + promise > self.kv_pool.available_size() + self.cache.evictable_size():
@@ -296,6 +300,16 @@ class Scheduler:
             in_flight.append(req)
             budget -= n
             reserved += promise
+
+    @staticmethod
+    def _chunk(req: Req, remaining: int, budget: int) -> int:
+        """Tokens of `req` to compute this step within the budget; a chunk before the last
+        leaves at least two for it when a draft ends the request (it needs the logits of
+        the position before the draft)."""
+        n = min(remaining, max(budget, 0))
+        if req.draft_id is not None and n < remaining:
+            n = min(n, remaining - 2)
+        return n
 
     def _start(self, req: Req, match) -> None:
         req.req_pool_idx = self.req_pool.alloc()
@@ -347,17 +361,34 @@ class Scheduler:
         req.req_pool_idx, req.last_node = None, None
 
     # ---- results ------------------------------------------------------------------------
-    def _sample_rows(self, batch: ScheduledBatch, logits: torch.Tensor):
-        """(sampled, rids whose logits were NaN/inf) for the rows that sample, or (None, {})."""
-        sample_reqs = [r for r, rows in zip(batch.reqs, batch.rows) if rows.sample_row is not None]
-        if not sample_reqs:
-            return None, set()
-        sample_rows = [rows.sample_row for rows in batch.rows if rows.sample_row is not None]
-        sampled = self._sample(logits[sample_rows], sample_reqs)
-        return sampled, {sample_reqs[i].rid for i in sampled.bad_rows}
+    def _verify_drafts(self, batch: ScheduledBatch, logits: torch.Tensor):
+        """Does the model pick each draft at its position? ({rid: (accepted, token)}, rids
+        whose logits were NaN/inf). An accepted draft is accepted by the grammar here, so
+        the sample row after it is masked from the right state."""
+        pairs = [(r, rows.verify_row) for r, rows in zip(batch.reqs, batch.rows) if rows.verify_row is not None]
+        if not pairs:
+            return {}, set()
+        reqs = [r for r, _ in pairs]
+        out = self.sampler.verify(logits[[row for _, row in pairs]], reqs, [r.draft_id for r in reqs],
+                                  token_bitmask=self._grammar_bitmask(reqs))
+        verdicts = {}
+        for r, tok, ok in zip(reqs, out.next_ids, out.accepted):
+            verdicts[r.rid] = (ok and r.grammar.accept_token(r.draft_id), tok)
+        return verdicts, {reqs[i].rid for i in out.bad_rows}
 
-    def _process_results(self, batch: ScheduledBatch, logits: torch.Tensor, sampled, bad: set[str],
-                         outputs: list) -> None:
+    def _sample_rows(self, batch: ScheduledBatch, logits: torch.Tensor, verdicts: dict, bad: set[str]):
+        """(sampled, rids whose logits were NaN/inf) for the rows that sample — all but those
+        of rejected drafts, whose logits followed a token that is not kept — or (None, bad)."""
+        picks = [(r, rows.sample_row) for r, rows in zip(batch.reqs, batch.rows)
+                 if rows.sample_row is not None and verdicts.get(r.rid, (True,))[0]]
+        if not picks:
+            return None, bad
+        reqs = [r for r, _ in picks]
+        sampled = self._sample(logits[[row for _, row in picks]], reqs)
+        return sampled, bad | {reqs[i].rid for i in sampled.bad_rows}
+
+    def _process_results(self, batch: ScheduledBatch, logits: torch.Tensor, sampled, verdicts: dict,
+                         bad: set[str], outputs: list) -> None:
         for req, ext in zip(batch.reqs, batch.extend_lens):
             req.prefix_len += ext  # first, so a failure below leaves every slot owned (and freed by abort)
         k = 0
@@ -365,8 +396,13 @@ class Scheduler:
             new_ids: list[int] = []
             if req.prompt_logprob_start is not None and not req.input_token_logprobs_done:
                 self._add_prompt_logprobs(req, ext, rows, logits)
-            if rows.sample_row is not None:
-                new_ids = self._append_token(req, sampled, k, req.rid in bad)
+            kept = True
+            if req.rid in verdicts:
+                kept = verdicts[req.rid][0]
+                new_ids = self._settle_draft(req, *verdicts[req.rid], req.rid in bad)
+            if rows.sample_row is not None and kept:
+                if not req.finished:
+                    new_ids += self._append_token(req, sampled, k, req.rid in bad)
                 k += 1
             elif req.prefix_len == len(req.fill_ids) and req.sampling_params.max_new_tokens == 0:
                 req.finish_reason = FinishReason("length", length=0)
@@ -377,16 +413,38 @@ class Scheduler:
         self.running = self._release_finished(self.running, outputs, emit=False)
 
     def _sample(self, logits: torch.Tensor, reqs: list[Req]):
-        bitmask = None
-        if any(r.grammar is not None for r in reqs):
-            from radixlm.runtime.constrained import reset_bitmask
+        return self.sampler.sample(logits, reqs, token_bitmask=self._grammar_bitmask(reqs))
 
-            bitmask = self._bitmask[: len(reqs)]
-            reset_bitmask(bitmask)
-            for i, r in enumerate(reqs):
-                if r.grammar is not None:
-                    r.grammar.fill_bitmask(bitmask, i)
-        return self.sampler.sample(logits, reqs, token_bitmask=bitmask)
+    def _grammar_bitmask(self, reqs: list[Req]) -> torch.Tensor | None:
+        """Each constrained request's mask at its matcher's state (rows of others allow all)."""
+        if not any(r.grammar is not None for r in reqs):
+            return None
+        from radixlm.runtime.constrained import reset_bitmask
+
+        bitmask = self._bitmask[: len(reqs)]
+        reset_bitmask(bitmask)
+        for i, r in enumerate(reqs):
+            if r.grammar is not None:
+                r.grammar.fill_bitmask(bitmask, i)
+        return bitmask
+
+    def _settle_draft(self, req: Req, accepted: bool, token: int, bad: bool) -> list[int]:
+        """Keep a verified draft as an output token (its KV was computed this step), or give
+        its KV slot back and take the token the model drew at its position instead."""
+        draft, req.draft_id = req.draft_id, None
+        if accepted and not bad:
+            self.stats.draft_tokens_accepted += 1
+            return self._take_token(req, draft, grammar_accepted=True, jump=False)
+        req.prefix_len -= 1
+        slot = self.req_pool.req_to_token[req.req_pool_idx, req.prefix_len : req.prefix_len + 1]
+        self.kv_pool.free(slot.to(torch.int64))
+        if bad:
+            req.finish_reason = FinishReason(
+                "abort", message="the model produced NaN/inf logits for this request", status_code=500
+            )
+            return []
+        self.stats.draft_tokens_rejected += 1
+        return self._take_token(req, token)
 
     def _append_token(self, req: Req, sampled, k: int, bad: bool) -> list[int]:
         if bad:  # the token sampled from NaN/inf logits is garbage: keep the output before it
@@ -395,18 +453,23 @@ class Scheduler:
             )
             return []
         tok = sampled.next_ids[k]
-        req.output_ids.append(tok)
         if req.return_logprob:
             req.output_token_logprobs.append((sampled.logprobs[k], tok))
             if req.top_logprobs_num:
                 req.output_top_logprobs.append(sampled.top_logprobs[k])
-        if req.grammar is not None and not req.grammar.accept_token(tok):
+        return self._take_token(req, tok)
+
+    def _take_token(self, req: Req, tok: int, grammar_accepted: bool = False, jump: bool = True) -> list[int]:
+        """Append a chosen token: grammar, stop conditions, then jump-forward over what the
+        grammar forces next (not after a draft: the token sampled after it comes first)."""
+        req.output_ids.append(tok)
+        if req.grammar is not None and not grammar_accepted and not req.grammar.accept_token(tok):
             req.finish_reason = FinishReason(
                 "abort", message=f"internal error: token {tok} violates the grammar", status_code=500
             )
             return [tok]
         req.finish_reason = self.stop_checker.check(req, self.cfg.context_len)
-        if req.grammar is not None and not req.finished and self.cfg.enable_jump_forward:
+        if jump and req.grammar is not None and not req.finished and self.cfg.enable_jump_forward:
             return [tok] + self._jump_forward(req)
         return [tok]
 
@@ -415,10 +478,12 @@ class Scheduler:
         these tokens in one extend pass. Jumped tokens have null logprobs (not sampled)."""
         from radixlm.runtime.constrained import try_jump_forward
 
-        jf = try_jump_forward(req.grammar, self.tokenizer, max_tokens=req.remaining_new_tokens - 1)
+        jf = try_jump_forward(req.grammar, self.tokenizer, max_tokens=req.remaining_new_tokens - 1,
+                              draft=self._may_draft(req))
         if jf is None:
             return []
         req.output_ids.extend(jf.token_ids)
+        req.draft_id = jf.draft_id
         req.jumped_tokens += len(jf.token_ids)
         self.stats.jumped_tokens += len(jf.token_ids)
         if req.return_logprob:
@@ -427,7 +492,14 @@ class Scheduler:
                 req.output_top_logprobs.extend([None] * len(jf.token_ids))
         if req.grammar.is_terminated():
             req.finish_reason = FinishReason("stop", matched=None)
+            req.draft_id = None
         return list(jf.token_ids)
+
+    def _may_draft(self, req: Req) -> bool:
+        """Drafts are verified against the distribution `Sampler.sample` draws from; left out
+        where that would need more: logprobs to report, penalties that count the draft."""
+        p = req.sampling_params
+        return self.cfg.jump_forward_drafts and not req.return_logprob and not p.has_penalties
 
     def _add_prompt_logprobs(self, req: Req, ext: int, rows, logits: torch.Tensor) -> None:
         """Accumulate [logprob, id] for prompt positions from logprob_start_len; the first
@@ -530,6 +602,8 @@ class SchedulerStats:
     cached_tokens: int = 0
     retractions: int = 0
     jumped_tokens: int = 0
+    draft_tokens_accepted: int = 0  # back-off tokens the model picked where they were drafted
+    draft_tokens_rejected: int = 0
 
     def record_step(self, batch: ScheduledBatch) -> None:
         self.steps += 1

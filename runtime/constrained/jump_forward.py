@@ -36,15 +36,22 @@ _MAX_CONTEXT_TOKENS = 4  # a UTF-8 character spans at most 4 byte-level tokens
 class JumpForward(NamedTuple):
     text: str  # exactly the text of token_ids: a prefix of the forced string
     token_ids: list[int]  # already accepted by the matcher
+    # The back-off token (only when asked for): the tokenizer's last token of the forced
+    # text, ending exactly where the forced text ends. NOT accepted by the matcher: the
+    # caller may run it in the same extend pass and keep it only if the model, sampling
+    # under the mask at its position, picks it (speculative verification).
+    draft_id: int | None = None
 
 
 def try_jump_forward(matcher: OutlinesMatcher, tokenizer, max_tokens: int,
-                     min_chars: int = MIN_JUMP_CHARS) -> JumpForward | None:
+                     min_chars: int = MIN_JUMP_CHARS, draft: bool = False) -> JumpForward | None:
     """Advance `matcher` over the forced text; None (matcher untouched) if there is nothing
     worth jumping (fewer than `min_chars` forced, inside a character, only the back-off
-    token, or a tokenizer that does not round-trip the text)."""
+    token, or a tokenizer that does not round-trip the text). With `draft`, the back-off
+    token comes back as `draft_id` (counted in `max_tokens`), and a forced text of one token
+    or one character is worth a jump of no tokens and that draft."""
     forced = matcher.forced_string()
-    if len(forced) < min_chars or max_tokens <= 0:
+    if not forced or max_tokens <= 0 or (len(forced) < min_chars and not draft):
         return None
     context_ids, context_text = _context(matcher)
     ids = tokenizer.encode(context_text + forced, add_special_tokens=False)
@@ -52,13 +59,29 @@ def try_jump_forward(matcher: OutlinesMatcher, tokenizer, max_tokens: int,
         ids = ids[len(context_ids):]
     else:  # the forced text would merge into accepted tokens: keep the existing boundary
         ids = tokenizer.encode(forced, add_special_tokens=False)
+    if not ids:
+        return None
     new_ids = _whole_characters(matcher, ids[:-1][:max_tokens])
-    if not new_ids:
+    text = _text(matcher, new_ids)
+    if text is None or not forced.startswith(text):  # a normalizing tokenizer changed the text
         return None
-    text = b"".join(matcher.grammar.vocab.token_bytes[t] for t in new_ids).decode()
-    if not forced.startswith(text):  # a normalizing tokenizer changed the text
+    draft_id = None
+    if draft and len(new_ids) == len(ids) - 1 < max_tokens and _text(matcher, ids) == forced:
+        draft_id = ids[-1]
+    if not new_ids and draft_id is None:
         return None
-    return JumpForward(text, new_ids) if _accept_all(matcher, new_ids) else None
+    return JumpForward(text, new_ids, draft_id) if _accept_all(matcher, new_ids) else None
+
+
+def _text(matcher: OutlinesMatcher, ids: list[int]) -> str | None:
+    """The text of `ids`, or None if it is not whole UTF-8 characters (or has special tokens)."""
+    token_bytes = matcher.grammar.vocab.token_bytes
+    if any(token_bytes[t] is None for t in ids):
+        return None
+    try:
+        return b"".join(token_bytes[t] for t in ids).decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def _context(matcher: OutlinesMatcher) -> tuple[list[int], str]:

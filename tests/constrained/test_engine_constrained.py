@@ -8,6 +8,7 @@ every output that finished (reason stop) validates; an output cut by max_new_tok
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -61,13 +62,48 @@ def engine():
         yield e
 
 
+def _stats(engine) -> tuple[int, int, int]:
+    return engine.call_in_loop(lambda s: (s.stats.jumped_tokens, s.stats.draft_tokens_accepted,
+                                          s.stats.draft_tokens_rejected))
+
+
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_every_finished_output_validates_with_jump_forward(engine, tokenizer, temperature):
+    before = _stats(engine)
     results = run_all(engine, tokenizer, temperature)
     # not vacuous: a small model at temperature 0 can loop until max_new_tokens, but most finish
     assert assert_valid(results) >= len(results) // 2
-    assert engine.call_in_loop(lambda s: s.stats.jumped_tokens) > 0
+    jumped, accepted, rejected = (a - b for a, b in zip(_stats(engine), before))
+    assert jumped > 0 and accepted > 0  # forced text jumped, back-off tokens verified
+    if temperature > 0:
+        assert rejected > 0  # sampled rows also redraw in place of a draft (KV slot given back)
     engine.call_in_loop(lambda s: s.check_invariant())
+
+
+def test_drafts_change_no_greedy_output(engine, tokenizer):
+    """Running jump-forward's back-off token speculatively saves forward passes and, under
+    greedy decoding, gives exactly the outputs of sampling it in a pass of its own."""
+    cs = cases(tokenizer)[::4]
+    prompts = [p for _, _, p in cs]
+    params = [{"max_new_tokens": MAX_NEW, "temperature": 0,
+               kind: json.dumps(spec) if kind == "json_schema" else spec} for kind, spec, _ in cs]
+
+    def run(drafts: bool) -> tuple[list[str], int]:
+        """(texts, sampling passes: tokens neither jumped nor verified as a draft)."""
+        engine.call_in_loop(lambda s: setattr(s, "cfg", dataclasses.replace(s.cfg, jump_forward_drafts=drafts)))
+        engine.flush_cache()
+        jumped, accepted, _ = _stats(engine)
+        outs = engine.generate(prompts, params)
+        jumped_after, accepted_after, _ = _stats(engine)
+        tokens = sum(o["meta_info"]["completion_tokens"] for o in outs)
+        return [o["text"] for o in outs], tokens - (jumped_after - jumped) - (accepted_after - accepted)
+
+    try:
+        (plain, plain_passes), (drafted, drafted_passes) = run(False), run(True)
+    finally:
+        engine.call_in_loop(lambda s: setattr(s, "cfg", dataclasses.replace(s.cfg, jump_forward_drafts=True)))
+    assert drafted == plain
+    assert drafted_passes < plain_passes
 
 
 def test_every_finished_output_validates_without_jump_forward(tokenizer):
@@ -101,6 +137,19 @@ def test_text_forced_before_the_first_sample_is_jumped_at_admission(engine):
     assert logprobs[0] is None and logprobs[-1] is not None  # jumped first, sampled last
     first = next(iter(engine.generate_stream("Is the sky blue?", params)))
     assert first["text"].startswith("Answer:")
+
+
+def test_drafts_at_every_chunk_boundary_of_a_chunked_prefill():
+    """A prefill split into chunks keeps the draft together with the position before it,
+    whatever the prompt length (16 consecutive lengths cover every remainder mod 16)."""
+    regex = "Answer: (yes|no)"
+    with Engine(max_total_tokens=4000, chunked_prefill_size=16) as e:
+        for n in range(30, 46):
+            e.flush_cache()  # each prompt computed from scratch, not from the previous one's prefix
+            out = e.generate("word " * n, {"max_new_tokens": 8, "temperature": 0, "regex": regex})
+            assert re.fullmatch(regex, out["text"]), (n, out["text"])
+        assert e.call_in_loop(lambda s: s.stats.draft_tokens_accepted) > 0
+        e.call_in_loop(lambda s: s.check_invariant())
 
 
 def test_unicode_alternatives_sharing_a_first_character(engine):

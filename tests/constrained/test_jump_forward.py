@@ -120,3 +120,33 @@ def test_jump_tokenized_in_context_when_the_last_token_survives(new_matcher, tok
     _accept(matcher, [brace])
     jump = try_jump_forward(matcher, tokenizer, max_tokens=64)
     assert [brace] + jump.token_ids == _encode(tokenizer, '{"name":"')[:-1]
+
+
+def test_draft_is_the_back_off_token_and_is_not_accepted(new_matcher, tokenizer):
+    """With `draft`, the dropped last token comes back for speculative verification; the
+    matcher stands before it, so the caller's mask at that position can judge it."""
+    matcher = new_matcher("json_schema", SCHEMA)
+    ids = _encode(tokenizer, '{"name":"')
+    jump = try_jump_forward(matcher, tokenizer, max_tokens=64, draft=True)
+    assert jump.token_ids == ids[:-1] and jump.draft_id == ids[-1]
+    assert matcher.accepted_ids == ids[:-1]
+    assert matcher.accept_token(jump.draft_id)
+
+
+def test_one_forced_token_is_a_draft_only_jump(new_matcher, tokenizer):
+    """A forced text of one character (or one token) appends nothing but still drafts it."""
+    matcher = new_matcher("regex", "a[0-9]")
+    jump = try_jump_forward(matcher, tokenizer, max_tokens=64, draft=True)
+    assert jump.token_ids == [] and jump.text == ""
+    assert jump.draft_id == _encode(tokenizer, "a")[0]
+    assert matcher.accepted_ids == []
+
+
+def test_draft_counts_against_max_tokens(new_matcher, tokenizer):
+    matcher = new_matcher("regex", "The quick brown fox [0-9]")
+    ids = _encode(tokenizer, "The quick brown fox ")
+    full = try_jump_forward(matcher, tokenizer, max_tokens=len(ids), draft=True)
+    assert full.draft_id == ids[-1]
+    matcher.rollback(len(full.token_ids))
+    capped = try_jump_forward(matcher, tokenizer, max_tokens=len(ids) - 1, draft=True)
+    assert capped.token_ids == ids[:-1] and capped.draft_id is None

@@ -82,3 +82,35 @@ def test_nan_rows_are_reported_and_others_still_sample():
     out = sampler.sample(logits, [req(temperature=0), req(temperature=0)])
     assert out.bad_rows == [0]
     assert out.next_ids[1] == 0
+
+
+def test_verify_keeps_the_sampling_distribution_whatever_the_draft():
+    """Speculative verification of a fixed draft: each token comes out with exactly the
+    probability `sample` gives it (here after top_p), the draft accepted iff it comes out."""
+    sampler = Sampler(4, (3,))
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    r = req(temperature=1.0, top_p=0.9)  # keeps 0.5, 0.3, 0.15 -> renormalised
+    want = torch.tensor([0.5, 0.3, 0.15, 0.0]) / 0.95
+    r.generator = torch.Generator().manual_seed(0)
+    n = 4000
+    for draft in (0, 2, 3):
+        counts = torch.zeros(4)
+        for _ in range(n):
+            out = sampler.verify(torch.log(probs)[None], [r], [draft])
+            tok = out.next_ids[0]
+            assert out.accepted[0] == (tok == draft)
+            counts[tok] += 1
+        torch.testing.assert_close(counts / n, want, atol=0.03, rtol=0)
+
+
+def test_verify_greedy_accepts_only_the_masked_argmax():
+    from radixlm.runtime.constrained import allocate_token_bitmask
+
+    sampler = Sampler(64, (3,))
+    logits = torch.zeros(2, 64)
+    logits[:, 5] = 3.0
+    logits[:, 9] = 2.0
+    mask = allocate_token_bitmask(2, 64)
+    mask[1, 0] &= ~(1 << 5)  # row 1 may not pick 5: its argmax under the mask is 9
+    out = sampler.verify(logits, [req(temperature=0), req(temperature=0)], [5, 5], token_bitmask=mask)
+    assert out.next_ids == [5, 9] and out.accepted == [True, False] and out.bad_rows == []
