@@ -12,7 +12,9 @@ and the two partial results are merged with their log-sum-exps. `shared_prefix_l
 from ForwardBatch (the longest run of identical req_to_token entries across the batch);
 0 disables part 1. Requests that extend by one token (or a few, as after a jump-forward)
 take the decode path even inside a mixed batch, so a long prefill chunk does not pad every
-decode row to its length.
+decode row to its length. Decode rows (part 2 for one query per row) run in C where it
+could be built (`cpu_native.decode_rows`: keys read in place, no gather); the torch version
+here is the fallback.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from radixlm.kernels import cpu_native
 
 NEG_INF = float("-inf")
 
@@ -143,9 +147,11 @@ def decode_attention(
     if max_seq_len is None:
         max_seq_len = int(seq_lens.max())
     P = shared_prefix_len
-    rows, mask = _decode_keys(req_to_token, req_pool_indices, seq_lens, P, max_seq_len, k_cache.shape[1], memo)
-    o, lse = _own_decode(q, k_cache, v_cache, rows, mask, sm_scale, need_lse=P > 0)
-    return _with_shared_prefix(q, k_cache, v_cache, req_to_token, req_pool_indices, P, sm_scale, o, lse, out, memo)
+    own = cpu_native.decode_rows(q, k_cache, v_cache, req_to_token, req_pool_indices, seq_lens, P, sm_scale)
+    if own is None:
+        rows, mask = _decode_keys(req_to_token, req_pool_indices, seq_lens, P, max_seq_len, k_cache.shape[1], memo)
+        own = _own_decode(q, k_cache, v_cache, rows, mask, sm_scale, need_lse=P > 0)
+    return _with_shared_prefix(q, k_cache, v_cache, req_to_token, req_pool_indices, P, sm_scale, *own, out, memo)
 
 
 @dataclass
@@ -219,8 +225,8 @@ def _extend_groups(ext: list[int]) -> list[list[int]]:
 @dataclass
 class _ExtendPlan:
     decode_tok: torch.Tensor | None  # q rows of short extends, one per token (batched decode path)
-    decode_keys: torch.Tensor | None  # head-major cache rows [n, KV, S]
-    decode_mask: torch.Tensor | None
+    decode_pool_rows: torch.Tensor | None  # their requests' req_to_token rows
+    decode_seq: torch.Tensor | None  # their key counts (position + 1)
     groups: list[_PaddedGroup]
 
 
@@ -235,19 +241,29 @@ def _extend_plan(q, kv_heads, req_to_token, req_pool_indices, prefix_lens, exten
     # Short extends (decodes included) go through the batched decode path, a row per token.
     short = [(starts[i] + j, rows[i], prefixes[i] + j + 1)
              for i, e in enumerate(ext) if e <= DECODE_ROWS_MAX_EXTEND for j in range(e)]
-    tok = keys = mask = None
+    tok = row = seq = None
     if short:
         tok, row, seq = torch.tensor(short, device=q.device).unbind(1)
-        keys, mask = _decode_keys(req_to_token, row, seq, P, int(seq.max()), kv_heads, None)
     groups = [
         _padded_group(q, kv_heads, req_to_token, [rows[i] for i in g], [prefixes[i] for i in g],
                       [ext[i] for i in g], [starts[i] for i in g], P)
         for g in _extend_groups(ext)
     ]
-    plan = _ExtendPlan(tok, keys, mask, groups)
+    plan = _ExtendPlan(tok, row, seq, groups)
     if memo is not None:
         memo[key] = plan
     return plan
+
+
+def _short_rows(q, k_cache, v_cache, req_to_token, plan: _ExtendPlan, P, scale, memo):
+    """(o, lse) of the short extends' tokens, each a decode row over its own keys [P, pos + 1)."""
+    qd = q[plan.decode_tok]
+    own = cpu_native.decode_rows(qd, k_cache, v_cache, req_to_token, plan.decode_pool_rows, plan.decode_seq, P, scale)
+    if own is not None:
+        return own
+    seq = plan.decode_seq
+    keys, mask = _decode_keys(req_to_token, plan.decode_pool_rows, seq, P, int(seq.max()), k_cache.shape[1], memo)
+    return _own_decode(qd, k_cache, v_cache, keys, mask, scale)
 
 
 def extend_attention(
@@ -262,8 +278,8 @@ def extend_attention(
     o = torch.empty(T, H, D, dtype=torch.float32, device=q.device)
     lse = torch.empty(T, H, dtype=torch.float32, device=q.device)
     if plan.decode_tok is not None:
-        od, ld = _own_decode(q[plan.decode_tok], k_cache, v_cache, plan.decode_keys, plan.decode_mask, sm_scale)
-        o[plan.decode_tok], lse[plan.decode_tok] = od, ld
+        o[plan.decode_tok], lse[plan.decode_tok] = _short_rows(q, k_cache, v_cache, req_to_token, plan, P, sm_scale,
+                                                               memo)
     for g in plan.groups:
         og, lg = _own_extend_padded(q, k_cache, v_cache, g, sm_scale)
         o[g.out_tok], lse[g.out_tok] = og, lg
