@@ -115,7 +115,7 @@ def _build() -> Path:
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:  # same filesystem: os.replace works
         src = Path(tmp) / "attention.c"
         src.write_text(C_SOURCE)
         so = Path(tmp) / "attention.so"
