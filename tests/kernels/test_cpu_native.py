@@ -76,3 +76,25 @@ def test_declines_what_it_does_not_serve():
         assert cpu_native.decode_rows(q, k, v, r2t, rows, seq, 0, 0.1) is None
     finally:
         cpu_native.set_enabled(True)
+
+
+def test_without_a_compiler_the_torch_path_serves(tmp_path):
+    """A fresh cache and no working compiler: not available, a warning, and CPU attention
+    still answers (through the torch path) — in a process of its own, as a server would."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import torch\n"
+        "from radixlm.kernels import cpu_attention, cpu_native\n"
+        "assert not cpu_native.available()\n"
+        "k, v = torch.randn(9, 1, 8), torch.randn(9, 1, 8)\n"
+        "r2t = torch.arange(1, 9, dtype=torch.int32)[None]\n"
+        "o = cpu_attention.decode_attention(torch.randn(1, 2, 8), k, v, r2t, torch.tensor([0]), torch.tensor([8]), 0.3)\n"
+        "assert torch.isfinite(o).all()\n"
+    )
+    env = {**os.environ, "CC": str(tmp_path / "no-such-cc"), "XDG_CACHE_HOME": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "native CPU attention not built" in run.stderr
