@@ -81,6 +81,12 @@ class Req:
         return self.input_ids + self.output_ids + draft
 
     @property
+    def last_chunk_min(self) -> int:
+        """Tokens the forward that finishes fill_ids must compute: the last (its logits pick
+        the next token), and with a draft the one before it too (its logits judge the draft)."""
+        return 1 if self.draft_id is None else 2
+
+    @property
     def seq_len(self) -> int:
         return len(self.input_ids) + len(self.output_ids)
 

@@ -27,10 +27,9 @@ NEW_TOKEN_RATIO_DECAY = 0.002
 
 
 def match_limit(req: Req) -> int:
-    """How many leading fill_ids may come from the cache: at least one token must be computed
-    (its logits give the next token; two with a draft, whose verification needs the logits
-    before it), and prompt logprobs need every position from logprob_start_len computed."""
-    limit = len(req.fill_ids) - (1 if req.draft_id is None else 2)
+    """How many leading fill_ids may come from the cache: at least `req.last_chunk_min` must be
+    computed, and prompt logprobs need every position from logprob_start_len computed."""
+    limit = len(req.fill_ids) - req.last_chunk_min
     start = req.prompt_logprob_start
     if start is not None and not req.input_token_logprobs_done:
         limit = min(limit, start)

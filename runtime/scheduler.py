@@ -304,11 +304,10 @@ class Scheduler:
     @staticmethod
     def _chunk(req: Req, remaining: int, budget: int) -> int:
         """Tokens of `req` to compute this step within the budget; a chunk before the last
-        leaves at least two for it when a draft ends the request (it needs the logits of
-        the position before the draft)."""
+        leaves the last one at least `req.last_chunk_min` tokens."""
         n = min(remaining, max(budget, 0))
-        if req.draft_id is not None and n < remaining:
-            n = min(n, remaining - 2)
+        if n < remaining:
+            n = min(n, remaining - req.last_chunk_min)
         return n
 
     def _start(self, req: Req, match) -> None:
@@ -379,8 +378,9 @@ class Scheduler:
     def _sample_rows(self, batch: ScheduledBatch, logits: torch.Tensor, verdicts: dict, bad: set[str]):
         """(sampled, rids whose logits were NaN/inf) for the rows that sample — all but those
         of rejected drafts, whose logits followed a token that is not kept — or (None, bad)."""
+        rejected = {rid for rid, (accepted, _) in verdicts.items() if not accepted}
         picks = [(r, rows.sample_row) for r, rows in zip(batch.reqs, batch.rows)
-                 if rows.sample_row is not None and verdicts.get(r.rid, (True,))[0]]
+                 if rows.sample_row is not None and r.rid not in rejected]
         if not picks:
             return None, bad
         reqs = [r for r, _ in picks]

@@ -125,9 +125,8 @@ class CompiledDecode:
         residual = torch.zeros_like(x)
         for i, w in enumerate(self.weights):
             x, residual = self.layer(x, residual, w, k_buffers[i], v_buffers[i], loc, rows, cos, sin, self.consts)
-        lm_w = m.lm_head_weight
         self.calls += 1
-        return self.logits(x, residual, m.norm.weight, lm_w, self.consts[0])
+        return self.logits(x, residual, m.norm.weight, m.lm_head_weight, self.consts[0])
 
     def warm_up(self) -> float:
         """Compile now, on a throwaway two-slot KV pool; returns the seconds it took."""
