@@ -35,8 +35,8 @@ from radixlm.runtime.constrained import (
     unpack_bitmask,
 )
 from radixlm.runtime.constrained.vocabulary import build_token_vocab
-from radixlm.runtime.model_loader import resolve_model
-from radixlm.runtime.tokenizer import load_tokenizer
+from radixlm.runtime.model.loader import resolve_model
+from radixlm.runtime.model.tokenizer import load_tokenizer
 
 SCHEMA = {
     "type": "object",

@@ -72,8 +72,8 @@ def main() -> None:
         Path(args.run_one[1]).write_text(json.dumps(time_radixlm(w)))
         return
 
-    from radixlm.runtime.model_loader import bundled_model_path, resolve_model
-    from radixlm.runtime.tokenizer import load_tokenizer
+    from radixlm.runtime.model.loader import bundled_model_path, resolve_model
+    from radixlm.runtime.model.tokenizer import load_tokenizer
 
     folder = resolve_model(None)
     tok = load_tokenizer(folder)

@@ -114,8 +114,8 @@ def main() -> None:
             json.dump(result, f)
         return
 
-    from radixlm.runtime.model_loader import bundled_model_path, resolve_model
-    from radixlm.runtime.tokenizer import load_tokenizer
+    from radixlm.runtime.model.loader import bundled_model_path, resolve_model
+    from radixlm.runtime.model.tokenizer import load_tokenizer
 
     folder = resolve_model(None)
     tok = load_tokenizer(folder)

@@ -1,6 +1,6 @@
 """radixlm.runtime: the prefix-sharing inference runtime (server, scheduler, caches, model).
 
-`Engine` is imported lazily so `import radixlm.runtime.sampling_params` stays light.
+`Engine` is imported lazily so `import radixlm.runtime.sampling.sampling_params` stays light.
 """
 
 from __future__ import annotations

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 
-from radixlm.runtime.model_config import ModelConfig
-from radixlm.runtime.model_loader import resolve_model
-from radixlm.runtime.model_runner import ModelRunner, kv_pool_capacity, pick_device, pick_dtype
-from radixlm.runtime.scheduler import Scheduler, SchedulerConfig
+from radixlm.runtime.model.config import ModelConfig
+from radixlm.runtime.model.loader import resolve_model
+from radixlm.runtime.model.runner import ModelRunner, kv_pool_capacity, pick_device, pick_dtype
+from radixlm.runtime.model.tokenizer import load_tokenizer
+from radixlm.runtime.scheduler.scheduler import Scheduler, SchedulerConfig
 from radixlm.runtime.server_args import ServerArgs
-from radixlm.runtime.tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
             args = ServerArgs.from_cli(ns)
         except ValueError as exc:
             parser.error(str(exc))
-        from radixlm.runtime.launch import launch_server
+        from radixlm.runtime.server.launch import launch_server
 
         return launch_server(args)
     parser.error(f"unknown command {ns.command!r}")

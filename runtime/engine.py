@@ -24,10 +24,10 @@ from concurrent.futures import Future
 from typing import Any
 
 from radixlm.runtime.bootstrap import build_runtime
-from radixlm.runtime.detokenizer import RequestDetokenizer
-from radixlm.runtime.messages import ReqTokenOutput, TokenizedRequest
-from radixlm.runtime.response import ResponseBuilder
-from radixlm.runtime.sampling_params import SamplingParams
+from radixlm.runtime.output.detokenizer import RequestDetokenizer
+from radixlm.runtime.output.response import ResponseBuilder
+from radixlm.runtime.sampling.sampling_params import SamplingParams
+from radixlm.runtime.server.messages import ReqTokenOutput, TokenizedRequest
 from radixlm.runtime.server_args import ServerArgs
 
 logger = logging.getLogger(__name__)

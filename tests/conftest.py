@@ -7,13 +7,13 @@ import pytest
 
 @pytest.fixture(scope="session")
 def model_folder():
-    from radixlm.runtime.model_loader import resolve_model
+    from radixlm.runtime.model.loader import resolve_model
 
     return resolve_model(None)
 
 
 @pytest.fixture(scope="session")
 def tokenizer(model_folder):
-    from radixlm.runtime.tokenizer import load_tokenizer
+    from radixlm.runtime.model.tokenizer import load_tokenizer
 
     return load_tokenizer(model_folder)

@@ -18,7 +18,7 @@ from radixlm.lang.chat_template import get_chat_template
 from radixlm.lang.ir import ChoicesDecision, SglSamplingParams
 
 REPO = Path(__file__).resolve().parents[2]
-SERVER_FILES = ("runtime/launch.py", "runtime/cli.py", "runtime/__main__.py")
+SERVER_FILES = ("runtime/server/launch.py", "runtime/cli.py", "runtime/__main__.py")
 MAX_TOTAL_TOKENS = 20000
 
 
@@ -110,7 +110,7 @@ def engine_backend(engine):
 @pytest.fixture(scope="session")
 def runtime():
     if not server_available():
-        pytest.skip("the HTTP server (runtime/launch.py, runtime/cli.py) is not in this checkout yet")
+        pytest.skip("the HTTP server (runtime/server/launch.py, runtime/cli.py) is not in this checkout yet")
     from radixlm.lang.backend.runtime import Runtime
 
     rt = Runtime(max_total_tokens=MAX_TOTAL_TOKENS, launch_timeout=600)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from radixlm.runtime import Engine
-from radixlm.runtime.models.llama_compiled_decode import CompiledDecode
+from radixlm.runtime.model.models.llama_compiled_decode import CompiledDecode
 
 GREEDY = {"max_new_tokens": 8, "temperature": 0}
 
@@ -51,8 +51,8 @@ def test_compiler_failure_falls_back_to_eager(monkeypatch, caplog):
 
 
 def test_supported_only_for_cpu_float32(model_folder):
-    from radixlm.runtime.model_config import ModelConfig
-    from radixlm.runtime.models.llama import LlamaForCausalLM
+    from radixlm.runtime.model.config import ModelConfig
+    from radixlm.runtime.model.models.llama import LlamaForCausalLM
 
     with torch.device("meta"):
         model = LlamaForCausalLM(ModelConfig.from_folder(model_folder))

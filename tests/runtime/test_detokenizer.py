@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from radixlm.runtime.detokenizer import RequestDetokenizer
+from radixlm.runtime.output.detokenizer import RequestDetokenizer
 
 
 def test_multibyte_characters_are_never_split(tokenizer):

@@ -178,7 +178,7 @@ def test_empty_and_overlong_prompts_raise(engine):
 
 
 def test_unknown_model_path_raises():
-    from radixlm.runtime.model_loader import ModelNotFoundError
+    from radixlm.runtime.model.loader import ModelNotFoundError
 
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         Engine(model_path="/nonexistent/model")

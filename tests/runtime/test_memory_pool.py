@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from radixlm.runtime.memory_pool import KVPool, ReqToTokenPool
+from radixlm.runtime.mem_cache.memory_pool import KVPool, ReqToTokenPool
 
 
 def make_kv_pool(num_slots: int = 16) -> KVPool:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from radixlm.runtime.model_loader import ModelNotFoundError, UnsupportedModelError, resolve_model
+from radixlm.runtime.model.loader import ModelNotFoundError, UnsupportedModelError, resolve_model
 
 
 def test_bundled_model_converts_to_an_hf_folder(model_folder):
@@ -38,7 +38,7 @@ def test_gguf_dequantization_equals_transformers(model_folder):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from radixlm.runtime.model_loader import bundled_model_path, iter_safetensors
+    from radixlm.runtime.model.loader import bundled_model_path, iter_safetensors
 
     gguf = bundled_model_path()
     ref = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)

@@ -4,7 +4,7 @@ Contract: greedy output ids equal HF `generate` token for token, for 16 varied p
 batched together, with the radix cache on and off, with prefill chunked to 32 tokens, and with
 a KV pool so small that requests are retracted mid-decode; and for prompts served one at a
 time, where every decode step takes the compiled one-token forward
-(runtime/models/llama_compiled_decode.py). Final-position logits agree with HF's within
+(runtime/model/models/llama_compiled_decode.py). Final-position logits agree with HF's within
 LOGIT_ATOL, from a prefill and from a compiled one-token step (float32 on CPU; differences
 come only from summation order).
 """
@@ -78,7 +78,7 @@ def test_single_stream_compiled_decode_equals_hf(hf_greedy, prompts):
 def test_compiled_one_token_logits_match_hf(hf_model, tokenizer, prompts):
     """Prefill all but the last prompt token (eager), then the last one alone (compiled)."""
     from radixlm.runtime.bootstrap import build_runtime
-    from radixlm.runtime.forward_batch import ForwardBatch
+    from radixlm.runtime.model.forward_batch import ForwardBatch
 
     sched = build_runtime(ServerArgs(max_total_tokens=4000)).scheduler
     runner = sched.runner
@@ -105,8 +105,8 @@ def test_greedy_ids_equal_hf_when_retracted(hf_greedy, prompts, tokenizer):
     """Driven through Scheduler.step() directly so that all 16 requests are queued before the
     first step (with the Engine's thread, how many arrive together depends on timing)."""
     from radixlm.runtime.bootstrap import build_runtime
-    from radixlm.runtime.messages import TokenizedRequest
-    from radixlm.runtime.sampling_params import SamplingParams
+    from radixlm.runtime.sampling.sampling_params import SamplingParams
+    from radixlm.runtime.server.messages import TokenizedRequest
 
     # 16 requests need ~1.1k prompt + ~400 output tokens; 500 slots forces retractions.
     sched = build_runtime(ServerArgs(max_total_tokens=500, chunked_prefill_size=256)).scheduler
@@ -130,7 +130,7 @@ def test_final_position_logits_match_hf(hf_model, tokenizer, prompts, model_fold
     ids = [tokenizer(p).input_ids for p in prompts]
     rows = [sched.req_pool.alloc() for _ in ids]
     slots = sched.kv_pool.alloc(sum(len(x) for x in ids))
-    from radixlm.runtime.forward_batch import ForwardBatch
+    from radixlm.runtime.model.forward_batch import ForwardBatch
 
     offset, last = 0, []
     for row, x in zip(rows, ids):

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from radixlm.runtime.memory_pool import KVPool
-from radixlm.runtime.radix_cache import MatchResult, NoRadixCache, RadixCache, TreeNode
+from radixlm.runtime.mem_cache.memory_pool import KVPool
+from radixlm.runtime.mem_cache.radix_cache import MatchResult, NoRadixCache, RadixCache, TreeNode
 
 
 def make_cache(num_slots: int = 64) -> tuple[RadixCache, KVPool]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from radixlm.runtime.request import Req
-from radixlm.runtime.sampler import Sampler
-from radixlm.runtime.sampling_params import SamplingParams
+from radixlm.runtime.sampling.sampler import Sampler
+from radixlm.runtime.sampling.sampling_params import SamplingParams
+from radixlm.runtime.scheduler.request import Req
 
 
 def req(**params) -> Req:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from radixlm.runtime.bootstrap import build_runtime
-from radixlm.runtime.messages import TokenizedRequest
-from radixlm.runtime.sampling_params import SamplingParams
+from radixlm.runtime.sampling.sampling_params import SamplingParams
+from radixlm.runtime.server.messages import TokenizedRequest
 from radixlm.runtime.server_args import ServerArgs
 
 

@@ -9,7 +9,7 @@ batch (the path the packed weights speed up).
 from __future__ import annotations
 
 from radixlm.runtime import Engine
-from radixlm.runtime.layers.linear import Linear
+from radixlm.runtime.model.layers.linear import Linear
 
 PROMPTS = ["The capital of France is", "List three colours:", "def fibonacci(n):", "Once upon a time"]
 GREEDY = {"max_new_tokens": 12, "temperature": 0}

@@ -93,11 +93,11 @@ def test_oversize_body_is_413(server):
 @pytest.fixture
 def starting_app():
     """The app in front of a TokenizerManager whose children never reported ready."""
-    from radixlm.runtime.http_server import build_app
-    from radixlm.runtime.ipc import IpcEndpoints
-    from radixlm.runtime.model_loader import resolve_model
+    from radixlm.runtime.http.native_api import build_app
+    from radixlm.runtime.model.loader import resolve_model
+    from radixlm.runtime.server.ipc import IpcEndpoints
+    from radixlm.runtime.server.tokenizer_manager import TokenizerManager
     from radixlm.runtime.server_args import ServerArgs
-    from radixlm.runtime.tokenizer_manager import TokenizerManager
 
     endpoints = IpcEndpoints.in_new_dir()
     args = ServerArgs()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from radixlm.runtime.generate_input import parse_generate
+from radixlm.runtime.http.generate_input import parse_generate
 
 
 def test_single_text_is_not_a_batch():

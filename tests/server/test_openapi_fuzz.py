@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from radixlm.runtime.openapi_spec import build_openapi
+from radixlm.runtime.http.openapi_spec import build_openapi
 from radixlm.runtime.server_args import ServerArgs
 
 from .conftest import start_server, stop_server, wait_healthy
@@ -83,8 +83,8 @@ def test_openapi_json_is_a_valid_openapi_3_document(fuzzed):
 
 
 def test_every_route_is_described():
-    from radixlm.runtime.http_server import NativeApi
-    from radixlm.runtime.openai_api import openai_routes
+    from radixlm.runtime.http.native_api import NativeApi
+    from radixlm.runtime.http.openai_api import openai_routes
 
     args = ServerArgs()
     routes = NativeApi(None, args).routes() + openai_routes(None, args)  # no handler runs

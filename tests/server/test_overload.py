@@ -111,11 +111,11 @@ def test_a_burst_gets_limit_answers_and_fast_rejections(url):
 def test_503_while_starting_also_says_when_to_retry():
     from starlette.testclient import TestClient
 
-    from radixlm.runtime.http_server import build_app
-    from radixlm.runtime.ipc import IpcEndpoints
-    from radixlm.runtime.model_loader import resolve_model
+    from radixlm.runtime.http.native_api import build_app
+    from radixlm.runtime.model.loader import resolve_model
+    from radixlm.runtime.server.ipc import IpcEndpoints
+    from radixlm.runtime.server.tokenizer_manager import TokenizerManager
     from radixlm.runtime.server_args import ServerArgs
-    from radixlm.runtime.tokenizer_manager import TokenizerManager
 
     endpoints = IpcEndpoints.in_new_dir()  # no children: the manager never becomes ready
     try:

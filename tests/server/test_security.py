@@ -2,7 +2,7 @@
 warning when exposed without a key; no request field reaches the filesystem; logs carry
 neither the key nor prompts unless --log-requests.
 
-Decisions, documented here and in `runtime/http_common.py`:
+Decisions, documented here and in `runtime/http/common.py`:
   * open without the key: `/health`, `/ready` and `/health_generate` (probes from load
     balancers and orchestrators carry no secret; `/health_generate` runs a fixed one-token
     prompt, so it exposes no input and no output). Everything else needs
@@ -26,9 +26,9 @@ import pytest
 import requests
 
 from radixlm.runtime.cli import build_parser
-from radixlm.runtime.http_common import OPEN_PATHS
-from radixlm.runtime.http_server import build_app
-from radixlm.runtime.launch import exposure_warning
+from radixlm.runtime.http.common import OPEN_PATHS
+from radixlm.runtime.http.native_api import build_app
+from radixlm.runtime.server.launch import exposure_warning
 from radixlm.runtime.server_args import ServerArgs
 
 from .conftest import API_KEY, free_port, stop_server, wait_healthy

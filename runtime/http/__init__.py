@@ -1,0 +1,2 @@
+"""The HTTP surface: SGLang-native and OpenAI-compatible routes, request parsing and
+validation, the OpenAPI description, error bodies, metrics."""

@@ -1,0 +1,231 @@
+"""The HTTP app: SGLang-native routes (wire-protocol.md Part B) plus the OpenAI and metrics
+routes from `openai_api.py`, behind the guard middleware (503 while starting, API key).
+
+    app = build_app(tm, args)          # tm: a TokenizerManager; served by launch.py on uvicorn
+
+Handlers parse and validate (ValueError -> 400), submit to the TokenizerManager, then either
+wait for the results or stream SSE events; they never block the event loop on the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from radixlm.runtime.http.common import (
+    GuardMiddleware,
+    HTTPError,
+    error_body,
+    handle_http_error,
+    read_json,
+)
+from radixlm.runtime.http.generate_input import RequestSpec, parse_generate
+from radixlm.runtime.http.metrics import CONTENT_TYPE
+from radixlm.runtime.http.model_info import frontend_model_path, served_model_name
+from radixlm.runtime.http.openai_api import openai_routes
+from radixlm.runtime.http.openapi_spec import build_openapi
+from radixlm.runtime.http.request_lifecycle import (
+    abort_error,
+    first_event,
+    raise_first_error,
+    sse_stream,
+    wait_all,
+)
+from radixlm.runtime.sampling.sampling_params import SamplingParams
+from radixlm.runtime.server.tokenizer_manager import OverloadedError, TokenizerManager
+from radixlm.runtime.server_args import ServerArgs
+
+VERSION = "0.1.0"
+HEALTH_GENERATE_TIMEOUT = 30.0
+
+
+class NativeRenderer:
+    """SSE events as SGLang's frontend reads them (B.6): the event itself, `index` in a batch."""
+
+    def __init__(self, is_batch: bool) -> None:
+        self.is_batch = is_batch
+
+    def event(self, index: int, event: dict) -> list[dict]:
+        err = abort_error(event["meta_info"]["finish_reason"])
+        if err is not None:  # e.g. NaN logits (500) or a dead child process (503)
+            body = error_body(err.status, err.message)
+            body["error"]["retryable"] = err.status == 503
+            return [body]
+        return [{**event, "index": index} if self.is_batch else event]
+
+    def tail(self) -> list[dict]:
+        return []
+
+
+class NativeApi:
+    def __init__(self, tm: TokenizerManager, args: ServerArgs) -> None:
+        self.tm = tm
+        self.args = args
+        self.started = time.time()
+        self.openapi_spec = build_openapi(VERSION, api_key=bool(args.api_key), max_body_size=args.max_body_size)
+
+    async def body(self, request: Request):
+        return await read_json(request, self.args.max_body_size)
+
+    async def generate(self, request: Request) -> Response:
+        batch = parse_generate(await self.body(request))
+        if batch.stream:
+            return await self.stream(batch.specs, batch.is_batch)
+        states = self.tm.submit_all(batch.specs)
+        if not await wait_all(request, self.tm, states):
+            return Response(status_code=499)  # nobody is listening any more
+        raise_first_error(states)
+        results = [s.builder.result() for s in states]
+        return JSONResponse(results if batch.is_batch else results[0])
+
+    async def stream(self, specs: list[RequestSpec], is_batch: bool) -> Response:
+        sink: asyncio.Queue = asyncio.Queue()
+        states = self.tm.submit_all(specs, sink)
+        try:
+            first = await first_event(sink)
+        except BaseException:
+            self.tm.abort_unfinished(states, "another item of the batch was rejected")
+            raise
+        events = sse_stream(self.tm, states, sink, first, NativeRenderer(is_batch))
+        return StreamingResponse(events, media_type="text/event-stream")
+
+    async def model_info(self, request: Request) -> Response:
+        info = self.tm.scheduler_info
+        return JSONResponse({
+            "model_path": frontend_model_path(self.args, self.tm.tokenizer),
+            "served_model_name": served_model_name(self.args),
+            "tokenizer_path": str(self.tm.model_folder),
+            "is_generation": True,
+            "preferred_sampling_params": None,
+            "weight_version": "default",
+            "load_format": "auto",
+            "reasoning_parser": None,
+            "tool_call_parser": None,
+            "disaggregation_mode": "null",
+            "has_image_understanding": False,
+            "has_audio_understanding": False,
+            "model_type": info.get("model_type"),
+            "architectures": [info.get("architecture")],
+            "context_length": info.get("context_len"),
+        })
+
+    async def server_info(self, request: Request) -> Response:
+        args = dataclasses.asdict(self.args)
+        if args.get("api_key"):
+            args["api_key"] = "<redacted>"
+        try:
+            internal = [dataclasses.asdict(await self.tm.get_state(timeout=10.0))]
+        except TimeoutError:
+            internal = []
+        return JSONResponse({
+            **args,
+            **{k: v for k, v in self.tm.scheduler_info.items() if k != "pid"},
+            "max_total_num_tokens": self.tm.scheduler_info.get("kv_pool_size"),
+            "internal_states": internal,
+            "version": VERSION,
+            "startup_time": self.started,
+            "frontend": "python",
+        })
+
+    async def flush_cache(self, request: Request) -> Response:
+        if await self.tm.flush_cache():
+            return PlainTextResponse("Cache flushed.\n")
+        raise HTTPError(400, "Cache not flushed: requests are running or waiting; retry when the server is idle.")
+
+    async def health(self, request: Request) -> Response:
+        return Response(status_code=200)
+
+    async def health_generate(self, request: Request) -> Response:
+        spec = RequestSpec(rid=f"health-{time.monotonic_ns()}", text="hi",
+                           params=SamplingParams.from_dict({"max_new_tokens": 1, "temperature": 0}))
+        states = self.tm.submit_all([spec])
+        try:
+            await asyncio.wait_for(states[0].done.wait(), HEALTH_GENERATE_TIMEOUT)
+        except TimeoutError:
+            self.tm.abort_unfinished(states, "health check timed out")
+            raise HTTPError(503, "health generation timed out") from None
+        raise_first_error(states)
+        return Response(status_code=200)
+
+    async def abort_request(self, request: Request) -> Response:
+        body = await self.body(request) or {}
+        if not isinstance(body, dict):
+            raise ValueError("the body must be an object like {\"rid\": ...} or {\"abort_all\": true}")
+        abort_all, rid = body.get("abort_all"), body.get("rid")
+        if abort_all is not None and not isinstance(abort_all, bool):
+            raise ValueError(f"abort_all must be a boolean (got {abort_all!r})")
+        if not (isinstance(rid, str) or (rid is None and abort_all)):
+            raise ValueError(f"rid must be a string (or pass abort_all: true) (got {rid!r})")
+        rids = list(self.tm.states) if abort_all else [rid]
+        for r in rids:
+            self.tm.abort(r, "aborted by /abort_request")
+        return JSONResponse({"aborted": rids})
+
+    async def concate_and_append(self, request: Request) -> Response:
+        # The frontend's src/dst ids are never sent as rids (wire-protocol B.2): a no-op is correct.
+        await self.body(request)
+        return JSONResponse({"success": True})
+
+    async def encode(self, request: Request) -> Response:
+        body = await self.body(request)
+        text = body.get("text") if isinstance(body, dict) else None
+        if isinstance(text, str):
+            return JSONResponse({"input_ids": self.tm.tokenizer(text).input_ids})
+        if isinstance(text, list) and all(isinstance(t, str) for t in text):
+            return JSONResponse({"input_ids": [self.tm.tokenizer(t).input_ids for t in text]})
+        raise ValueError("text must be a string or a list of strings")
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(self.openapi_spec)
+
+    async def metrics(self, request: Request) -> Response:
+        # Refresh the scheduler gauges; on a timeout serve the last known ones.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await self.tm.get_state(timeout=5.0)
+        return Response(self.tm.metrics.render(), media_type=CONTENT_TYPE)
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/generate", self.generate, methods=["POST"]),
+            Route("/model_info", self.model_info, methods=["GET"]),
+            Route("/get_model_info", self.model_info, methods=["GET"]),
+            Route("/server_info", self.server_info, methods=["GET"]),
+            Route("/get_server_info", self.server_info, methods=["GET"]),
+            Route("/flush_cache", self.flush_cache, methods=["GET", "POST"]),
+            Route("/health", self.health, methods=["GET"]),
+            Route("/ready", self.health, methods=["GET"]),
+            Route("/health_generate", self.health_generate, methods=["GET"]),
+            Route("/abort_request", self.abort_request, methods=["POST"]),
+            Route("/concate_and_append_request", self.concate_and_append, methods=["POST"]),
+            Route("/encode", self.encode, methods=["POST"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+        ]
+
+
+async def _overloaded(request: Request, exc: Exception) -> Response:
+    return await handle_http_error(request, HTTPError(503, str(exc)))
+
+
+def build_app(tm: TokenizerManager, args: ServerArgs) -> Starlette:
+    routes = NativeApi(tm, args).routes() + openai_routes(tm, args)
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(GuardMiddleware, api_key=args.api_key, is_ready=lambda: tm.is_ready)],
+        exception_handlers={
+            HTTPError: handle_http_error,
+            HTTPException: handle_http_error,
+            ValueError: handle_http_error,
+            OverloadedError: _overloaded,
+            Exception: handle_http_error,
+        },
+    )

@@ -1,0 +1,413 @@
+"""OpenAI-compatible routes (wire-protocol.md Part C): /v1/completions, /v1/chat/completions,
+/v1/models, /v1/models/{model}.
+
+A request becomes one `RequestSpec` per (prompt, sample) and runs through the same
+TokenizerManager as /generate; the SGLang-shaped results are then re-shaped into OpenAI
+objects. Chat prompts use the model's own chat template (or --chat-template);
+`response_format` json_object / json_schema becomes the `json_schema` constraint. `echo` on
+/v1/completions prepends the prompt to the text (and its logprobs, the first one null, to the
+logprobs); with echo, `max_tokens: 0` scores the prompt only (what evaluation harnesses use). Not
+supported yet, and refused with 400 rather than ignored: other response formats, `tools`,
+`suffix`, multimodal content parts; an unknown field is a 400 too (request_fields.py).
+The `model` field is not checked: there is one model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from radixlm.runtime.http.common import HTTPError, error_body, read_json
+from radixlm.runtime.http.generate_input import RequestSpec
+from radixlm.runtime.http.model_info import served_model_name
+from radixlm.runtime.http.request_fields import FieldPolicy, check_fields, openai_policy
+from radixlm.runtime.http.request_lifecycle import (
+    abort_error,
+    first_event,
+    raise_first_error,
+    sse_stream,
+    wait_all,
+)
+from radixlm.runtime.sampling.sampling_params import SamplingParams
+from radixlm.runtime.server.tokenizer_manager import ReqState, TokenizerManager
+from radixlm.runtime.server_args import ServerArgs
+
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+# OpenAI name -> SamplingParams name, for the fields both endpoints accept.
+SAMPLING_FIELDS = {
+    "temperature": "temperature", "top_p": "top_p", "stop": "stop", "seed": "sampling_seed",
+    "frequency_penalty": "frequency_penalty", "presence_penalty": "presence_penalty",
+    "logit_bias": "logit_bias",
+    # SGLang extras
+    "top_k": "top_k", "min_p": "min_p", "min_tokens": "min_new_tokens",
+    "repetition_penalty": "repetition_penalty", "stop_token_ids": "stop_token_ids",
+    "stop_regex": "stop_regex", "no_stop_trim": "no_stop_trim", "ignore_eos": "ignore_eos",
+    "skip_special_tokens": "skip_special_tokens", "regex": "regex", "json_schema": "json_schema",
+    "ebnf": "ebnf",
+}
+FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "abort"}
+_COMMON_FIELDS = {"n", "stream", "stream_options", "response_format", "tools", "tool_choice", *SAMPLING_FIELDS}
+COMPLETION_FIELDS = openai_policy(
+    "/v1/completions", _COMMON_FIELDS | {"prompt", "max_tokens", "logprobs", "echo", "suffix"},
+    unsupported={"best_of"}, defaults={"best_of": (1,)},
+)
+CHAT_FIELDS = openai_policy(
+    "/v1/chat/completions",
+    _COMMON_FIELDS | {"messages", "max_tokens", "max_completion_tokens", "logprobs", "top_logprobs"},
+    unsupported={"functions", "function_call", "audio", "modalities", "prediction", "web_search_options",
+                 "reasoning_effort", "verbosity"},
+    defaults={"modalities": (["text"],)},
+)
+
+
+def response_format_schema(fmt: Any) -> str | None:
+    """The `json_schema` sampling parameter a response_format asks for (wire-protocol Part C)."""
+    if fmt is None:
+        return None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return json.dumps({"type": "object"})
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+            raise ValueError("response_format json_schema needs json_schema.schema (an object)")
+        return json.dumps(spec["schema"])
+    raise ValueError(f"response_format {kind or fmt!r} is not supported (use text, json_object or json_schema)")
+
+
+def _check_unsupported(body: dict) -> None:
+    if body.get("tools") and body.get("tool_choice") != "none":
+        raise ValueError("tools / function calling is not supported yet")
+    if body.get("suffix"):
+        raise ValueError("suffix is not supported yet")
+
+
+def _sampling_params(body: dict, max_tokens: Any) -> SamplingParams:
+    d = {ours: body[theirs] for theirs, ours in SAMPLING_FIELDS.items() if body.get(theirs) is not None}
+    if max_tokens is not None:
+        d["max_new_tokens"] = max_tokens
+    if (schema := response_format_schema(body.get("response_format"))) is not None:
+        d["json_schema"] = schema
+    return SamplingParams.from_dict(d)
+
+
+def _int_field(body: dict, name: str, default: int, lo: int, hi: int) -> int:
+    v = body.get(name)
+    if v is None:
+        return default
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}] (got {v!r})")
+    return v
+
+
+def _max_tokens(body: dict, names: tuple[str, ...], lo: int) -> int | None:
+    """The first of OpenAI's length fields `names` that is given; None if all are absent or null."""
+    for name in names:
+        v = body.get(name)
+        if v is None:
+            continue
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            raise ValueError(f"{name} must be an integer >= {lo} (got {v!r})")
+        return v
+    return None
+
+
+def _finish(meta: dict) -> tuple[str | None, Any]:
+    fr = meta.get("finish_reason")
+    if not fr:
+        return None, None
+    return FINISH_REASONS.get(fr["type"], fr["type"]), fr.get("matched")
+
+
+def _usage(states: list[ReqState], n: int) -> dict:
+    metas = [s.builder.result()["meta_info"] for s in states]
+    firsts = metas[::n]  # one sample per prompt: the prompt is counted once
+    prompt = sum(m["prompt_tokens"] for m in firsts)
+    completion = sum(m["completion_tokens"] for m in metas)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": sum(m["cached_tokens"] for m in firsts)}}
+
+
+def completion_logprobs(entries: list, top: list | None, offset: int) -> dict:
+    tokens = [e[2] or "" for e in entries]
+    offsets, pos = [], offset
+    for t in tokens:
+        offsets.append(pos)
+        pos += len(t)
+    return {
+        "tokens": tokens,
+        "token_logprobs": [e[0] for e in entries],
+        "top_logprobs": [{x[2] or "": x[0] for x in t} if t else None for t in top] if top else None,
+        "text_offset": offsets,
+    }
+
+
+def _with_prompt_logprobs(meta: dict, entries: list, top: list | None) -> tuple[list, list | None]:
+    """Echo: the prompt's logprob entries (the first is null) before the output's."""
+    p_entries = meta.get("input_token_logprobs") or []
+    if top is None and not meta.get("input_top_logprobs"):
+        return p_entries + entries, None
+    p_top = meta.get("input_top_logprobs") or [None] * len(p_entries)
+    return p_entries + entries, p_top + (top or [])
+
+
+def _bool_field(body: dict, name: str) -> bool:
+    v = body.get(name)
+    if v is None:
+        return False
+    if not isinstance(v, bool):
+        raise ValueError(f"{name} must be a boolean (got {v!r})")
+    return v
+
+
+def chat_logprobs(entries: list, top: list | None) -> dict:
+    def item(e: list) -> dict:
+        token = e[2] or ""
+        return {"token": token, "logprob": e[0], "bytes": list(token.encode())}
+
+    tops = top or [None] * len(entries)
+    return {"content": [{**item(e), "top_logprobs": [item(x) for x in (t or [])]}
+                        for e, t in zip(entries, tops, strict=True)]}
+
+
+class _StreamRenderer:
+    """OpenAI chunks from cumulative-text events: text deltas per choice, usage at the end."""
+
+    def __init__(self, api: OpenAIApi, states: list[ReqState], n: int, chat: bool,
+                 include_usage: bool, want_logprobs: bool, echoes: list[str] | None = None) -> None:
+        self.api, self.states, self.n, self.chat = api, states, n, chat
+        self.include_usage, self.want_logprobs, self.echoes = include_usage, want_logprobs, echoes
+        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+        self.created = int(time.time())
+        self.sent = [0] * len(states)  # characters of each choice already sent
+        self.started = [False] * len(states)
+
+    def _chunk(self, choice: dict) -> dict:
+        obj = "chat.completion.chunk" if self.chat else "text_completion"
+        return {"id": self.id, "object": obj, "created": self.created,
+                "model": self.api.model_name, "choices": [choice]}
+
+    def event(self, index: int, event: dict) -> list[dict]:
+        meta = event["meta_info"]
+        if (err := abort_error(meta["finish_reason"])) is not None:  # a server-side failure
+            return [error_body(err.status, err.message)]
+        delta = event["text"][self.sent[index]:]
+        offset = self.sent[index]
+        self.sent[index] = len(event["text"])
+        reason, matched = _finish(meta)
+        entries = meta.get("output_token_logprobs") or []
+        top = meta.get("output_top_logprobs")
+        if self.echoes is not None:  # completions only: the prompt leads the first chunk
+            echo = self.echoes[index]
+            if not self.started[index]:
+                self.started[index] = True
+                delta = echo + delta
+                entries, top = _with_prompt_logprobs(meta, entries, top)
+            else:
+                offset += len(echo)
+        chunks = []
+        if self.chat and not self.started[index]:
+            self.started[index] = True
+            chunks.append(self._chunk({"index": index, "delta": {"role": "assistant", "content": ""},
+                                       "logprobs": None, "finish_reason": None}))
+        if not delta and reason is None:
+            return chunks
+        if self.chat:
+            lp = chat_logprobs(entries, top) if self.want_logprobs else None
+            choice = {"index": index, "delta": {"content": delta} if delta else {}, "logprobs": lp}
+        else:
+            lp = completion_logprobs(entries, top, offset) if self.want_logprobs else None
+            choice = {"index": index, "text": delta, "logprobs": lp}
+        choice.update(finish_reason=reason, matched_stop=matched)
+        chunks.append(self._chunk(choice))
+        return chunks
+
+    def tail(self) -> list[dict]:
+        if not self.include_usage:
+            return []
+        obj = "chat.completion.chunk" if self.chat else "text_completion"
+        return [{"id": self.id, "object": obj, "created": self.created, "model": self.api.model_name,
+                 "choices": [], "usage": _usage(self.states, self.n)}]
+
+
+class OpenAIApi:
+    def __init__(self, tm: TokenizerManager, args: ServerArgs) -> None:
+        self.tm = tm
+        self.args = args
+        self.model_name = served_model_name(args)
+        self.created = int(time.time())
+
+    async def _body(self, request: Request, fields: FieldPolicy) -> dict:
+        body = await read_json(request, self.args.max_body_size)
+        if not isinstance(body, dict):
+            raise ValueError("the request body must be a JSON object")
+        check_fields(body, fields)
+        _check_unsupported(body)
+        return body
+
+    # ---- completions --------------------------------------------------------------------
+    async def completions(self, request: Request) -> Response:
+        body = await self._body(request, COMPLETION_FIELDS)
+        prompts = _completion_prompts(body.get("prompt"))
+        echo = _bool_field(body, "echo")
+        max_tokens = _max_tokens(body, ("max_tokens",), lo=0 if echo else 1)
+        params = _sampling_params(body, COMPLETIONS_DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens)
+        n = _int_field(body, "n", 1, 1, 128)
+        logprobs = body.get("logprobs")
+        if logprobs is not None and (not isinstance(logprobs, int) or isinstance(logprobs, bool)
+                                     or not 0 <= logprobs <= 20):
+            raise ValueError(f"logprobs must be an integer in [0, 20] (got {logprobs!r})")
+        specs = [
+            RequestSpec(rid=uuid.uuid4().hex, params=params,
+                        text=p if isinstance(p, str) else None,
+                        input_ids=p if isinstance(p, list) else None,
+                        return_logprob=logprobs is not None, top_logprobs_num=logprobs or 0,
+                        return_text_in_logprobs=True, logprob_start_len=0 if echo else -1)
+            for p in prompts for _ in range(n)
+        ]
+        echoes = [self._prompt_text(p) for p in prompts for _ in range(n)] if echo else None
+        return await self._run(request, body, specs, n, chat=False, echoes=echoes)
+
+    def _prompt_text(self, prompt: str | list[int]) -> str:
+        return prompt if isinstance(prompt, str) else self.tm.tokenizer.decode(prompt)
+
+    # ---- chat ---------------------------------------------------------------------------
+    async def chat_completions(self, request: Request) -> Response:
+        body = await self._body(request, CHAT_FIELDS)
+        ids = self._chat_prompt_ids(body.get("messages"))
+        max_tokens = _max_tokens(body, ("max_completion_tokens", "max_tokens"), lo=0)
+        if max_tokens is None:  # as much as fits, like OpenAI (bounded by the context and the pool)
+            room = min(self.tm.scheduler_info.get("context_len", 0), self.tm.scheduler_info.get("kv_pool_size", 0))
+            max_tokens = max(room - len(ids), 1)
+        params = _sampling_params(body, max_tokens)
+        n = _int_field(body, "n", 1, 1, 128)
+        want = False if body.get("logprobs") is None else body["logprobs"]
+        if not isinstance(want, bool):
+            raise ValueError(f"logprobs must be a boolean (got {want!r})")
+        top = _int_field(body, "top_logprobs", 0, 0, 20)
+        specs = [RequestSpec(rid=uuid.uuid4().hex, params=params, input_ids=ids, return_logprob=want,
+                             top_logprobs_num=top if want else 0, return_text_in_logprobs=True)
+                 for _ in range(n)]
+        return await self._run(request, body, specs, n, chat=True)
+
+    def _chat_prompt_ids(self, messages: Any) -> list[int]:
+        if not isinstance(messages, list) or not messages:
+            raise ValueError("messages must be a non-empty list of {role, content} objects")
+        clean = []
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+                raise ValueError(f"messages[{i}] must be an object with a string role")
+            clean.append({"role": m["role"], "content": _message_text(m.get("content"), i)})
+        text = self.tm.render_chat(clean)
+        return self.tm.tokenizer(text, add_special_tokens=False).input_ids
+
+    # ---- shared -------------------------------------------------------------------------
+    async def _run(self, request: Request, body: dict, specs: list[RequestSpec], n: int,
+                   chat: bool, echoes: list[str] | None = None) -> Response:
+        stream = False if body.get("stream") is None else body["stream"]
+        if not isinstance(stream, bool):
+            raise ValueError(f"stream must be a boolean (got {stream!r})")
+        want_logprobs = specs[0].return_logprob
+        if stream:
+            opts = body.get("stream_options") or {}
+            include_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
+            sink: asyncio.Queue = asyncio.Queue()
+            states = self.tm.submit_all(specs, sink)
+            try:
+                first = await first_event(sink)
+            except BaseException:
+                self.tm.abort_unfinished(states, "another choice of the request was rejected")
+                raise
+            renderer = _StreamRenderer(self, states, n, chat, include_usage, want_logprobs, echoes)
+            events = sse_stream(self.tm, states, sink, first, renderer)
+            return StreamingResponse(events, media_type="text/event-stream")
+        states = self.tm.submit_all(specs)
+        if not await wait_all(request, self.tm, states):
+            return Response(status_code=499)
+        raise_first_error(states)
+        return JSONResponse(self._response(states, n, chat, want_logprobs, echoes))
+
+    def _response(self, states: list[ReqState], n: int, chat: bool, want_logprobs: bool,
+                  echoes: list[str] | None) -> dict:
+        choices = []
+        for i, state in enumerate(states):
+            result = state.builder.result()
+            meta = result["meta_info"]
+            reason, matched = _finish(meta)
+            entries, top = meta.get("output_token_logprobs") or [], meta.get("output_top_logprobs")
+            choice: dict[str, Any] = {"index": i}
+            if chat:
+                choice["message"] = {"role": "assistant", "content": result["text"],
+                                     "reasoning_content": None, "tool_calls": None}
+                choice["logprobs"] = chat_logprobs(entries, top) if want_logprobs else None
+            else:
+                if echoes is not None:
+                    entries, top = _with_prompt_logprobs(meta, entries, top)
+                choice["text"] = (echoes[i] if echoes else "") + result["text"]
+                choice["logprobs"] = completion_logprobs(entries, top, 0) if want_logprobs else None
+            choice.update(finish_reason=reason, matched_stop=matched)
+            choices.append(choice)
+        prefix, obj = ("chatcmpl-", "chat.completion") if chat else ("cmpl-", "text_completion")
+        return {"id": prefix + uuid.uuid4().hex, "object": obj, "created": int(time.time()),
+                "model": self.model_name, "choices": choices, "usage": _usage(states, n)}
+
+    # ---- models -------------------------------------------------------------------------
+    def _card(self) -> dict:
+        return {"id": self.model_name, "object": "model", "created": self.created, "owned_by": "radixlm",
+                "root": self.model_name, "parent": None,
+                "max_model_len": self.tm.scheduler_info.get("context_len")}
+
+    async def models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [self._card()]})
+
+    async def model(self, request: Request) -> Response:
+        name = request.path_params["model"]
+        if name != self.model_name:
+            raise HTTPError(404, f"the model {name!r} does not exist; this server serves {self.model_name!r}",
+                            code="model_not_found")
+        return JSONResponse(self._card())
+
+
+def _completion_prompts(prompt: Any) -> list[str | list[int]]:
+    def is_ids(x: Any) -> bool:
+        return isinstance(x, list) and bool(x) and all(isinstance(t, int) and not isinstance(t, bool) for t in x)
+
+    if isinstance(prompt, str):
+        return [prompt]
+    if is_ids(prompt):
+        return [prompt]
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str) or is_ids(p) for p in prompt):
+        return list(prompt)
+    raise ValueError("prompt must be a string, a list of strings, a list of token ids or a list of such lists")
+
+
+def _message_text(content: Any, i: int) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise ValueError(f"messages[{i}].content: only text parts are supported")
+            parts.append(part["text"])
+        return "".join(parts)
+    raise ValueError(f"messages[{i}].content must be a string or a list of text parts")
+
+
+def openai_routes(tm: TokenizerManager, args: ServerArgs) -> list[Route]:
+    api = OpenAIApi(tm, args)
+    return [
+        Route("/v1/completions", api.completions, methods=["POST"]),
+        Route("/v1/chat/completions", api.chat_completions, methods=["POST"]),
+        Route("/v1/models", api.models, methods=["GET"]),
+        Route("/v1/models/{model:path}", api.model, methods=["GET"]),
+    ]

@@ -1,0 +1,103 @@
+"""Wait for submitted requests on behalf of an HTTP handler, aborting them if the client leaves.
+
+Shared by the native and OpenAI routes:
+  * `wait_all` races the requests against the client's disconnect (non-streaming);
+  * `sse_stream` turns stream events into `data: ...` chunks, one write per event, ending
+    with `data: [DONE]`; when the client disconnects the response task is cancelled and the
+    generator's `finally` aborts whatever is unfinished, so the scheduler frees its KV.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from starlette.requests import Request
+
+from radixlm.runtime.http.common import HTTPError
+from radixlm.runtime.server.tokenizer_manager import ReqState, TokenizerManager
+
+DONE = b"data: [DONE]\n\n"
+DISCONNECT_MESSAGE = "client disconnected"
+
+
+def sse(payload: Any) -> bytes:
+    return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+
+
+def abort_error(finish_reason: dict | None) -> HTTPError | None:
+    """The HTTP error a finished request maps to: a rejected request (400) or a server
+    failure (500/503); a plain abort (client, /abort_request) is an ordinary result."""
+    if not finish_reason or finish_reason.get("type") != "abort":
+        return None
+    status = finish_reason.get("status_code")
+    if status in (400, 500, 503):
+        return HTTPError(status, finish_reason.get("message") or "request failed")
+    return None
+
+
+def raise_first_error(states: list[ReqState]) -> None:
+    for state in states:
+        if (err := abort_error(state.finish_reason)) is not None:
+            raise err
+
+
+async def _client_disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _all_done(states: list[ReqState]) -> None:
+    for state in states:
+        await state.done.wait()
+
+
+async def wait_all(request: Request, tm: TokenizerManager, states: list[ReqState]) -> bool:
+    """Wait until every request finished (True) or the client went away (False, aborted)."""
+    finished = asyncio.ensure_future(_all_done(states))
+    gone = asyncio.ensure_future(_client_disconnected(request))
+    try:
+        await asyncio.wait({finished, gone}, return_when=asyncio.FIRST_COMPLETED)
+        return finished.done()
+    finally:
+        finished.cancel()
+        gone.cancel()
+        tm.abort_unfinished(states, DISCONNECT_MESSAGE)
+
+
+class StreamRenderer(Protocol):
+    def event(self, index: int, event: dict) -> list[Any]: ...  # payloads for one event
+    def tail(self) -> list[Any]: ...  # payloads after the last event (e.g. usage)
+
+
+async def first_event(sink: asyncio.Queue) -> tuple[int, dict]:
+    """The first stream event; raises the HTTP error (before any byte is sent) if the
+    request was rejected, so a bad streaming request still gets a 400 status."""
+    index, event = await sink.get()
+    err = abort_error(event["meta_info"]["finish_reason"])
+    if err is not None:
+        raise err
+    return index, event
+
+
+async def sse_stream(tm: TokenizerManager, states: list[ReqState], sink: asyncio.Queue,
+                     first: tuple[int, dict], renderer: StreamRenderer) -> AsyncIterator[bytes]:
+    remaining = len(states)
+    item = first
+    try:
+        while True:
+            index, event = item
+            for payload in renderer.event(index, event):
+                yield sse(payload)
+            if event["meta_info"]["finish_reason"] is not None:
+                remaining -= 1
+                if remaining == 0:
+                    break
+            item = await sink.get()
+        for payload in renderer.tail():
+            yield sse(payload)
+        yield DONE
+    finally:
+        tm.abort_unfinished(states, DISCONNECT_MESSAGE)

@@ -1,0 +1,2 @@
+"""Model execution: config, loading (HF folders, GGUF), tokenizer, layers, models, the runner
+and the ForwardBatch it runs."""

@@ -1,0 +1,108 @@
+"""ModelRunner: loads the model onto a device and runs one ForwardBatch (scheduler process).
+
+Also sizes the KV pool: `kv_pool_capacity` turns --mem-fraction (or --max-total-tokens) into
+a slot count, logged at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from radixlm.runtime.model.config import ModelConfig
+from radixlm.runtime.model.forward_batch import ForwardBatch
+from radixlm.runtime.model.loader import iter_safetensors
+from radixlm.runtime.model.models.llama import LlamaForCausalLM
+from radixlm.runtime.model.models.llama_compiled_decode import CompiledDecode
+
+logger = logging.getLogger(__name__)
+
+MODEL_CLASSES = {
+    "LlamaForCausalLM": LlamaForCausalLM,
+    "MistralForCausalLM": LlamaForCausalLM,
+    "Qwen2ForCausalLM": LlamaForCausalLM,
+}
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        # This CPU has no fast bf16 path; CUDA runs bf16 (DESIGN §4).
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in table:
+        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16 (got {dtype!r})")
+    return table[dtype]
+
+
+def available_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return free
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 4 << 30
+
+
+class ModelRunner:
+    def __init__(
+        self, folder: Path, config: ModelConfig, device: torch.device, dtype: torch.dtype,
+        compile_decode: bool = False, prepack_weights: bool = False,
+    ) -> None:
+        self.config = config
+        self.device = device
+        self.dtype = dtype
+        start = time.perf_counter()
+        with torch.device("meta"):
+            model = MODEL_CLASSES[config.architecture](config)
+        model = model.to_empty(device=device)
+        model.load_weights(iter_safetensors(folder))
+        self.model = model.to(dtype).eval()
+        self.model.layers[0].self_attn.rotary.place(device)  # one table shared by all layers
+        logger.info("loaded %s (%s, %s) in %.1f s", folder, device, dtype, time.perf_counter() - start)
+        if prepack_weights and device.type == "cpu":
+            packed = self.model.prepack_weights()
+            logger.info("prepacked linear weights for oneDNN: %.0f MiB", packed / 2**20)
+        if compile_decode and CompiledDecode.supported(self.model):
+            self._compile_decode()
+
+    def _compile_decode(self) -> None:
+        """Compile the one-token forward (llama_compiled_decode.py); without a working C++
+        toolchain Inductor fails, and the runner keeps the eager path rather than not start."""
+        compiled = CompiledDecode(self.model)
+        try:
+            seconds = compiled.warm_up()
+        except Exception as exc:  # noqa: BLE001 — any compiler failure means: run eagerly
+            logger.warning("one-token forward not compiled, running eagerly: %s", str(exc).splitlines()[0])
+            return
+        self.model.compiled_decode = compiled
+        logger.info("compiled the one-token CPU forward in %.1f s", seconds)
+
+    def forward(self, fb: ForwardBatch) -> torch.Tensor:
+        return self.model(fb.input_ids, fb.positions, fb)
+
+
+def kv_pool_capacity(
+    config: ModelConfig,
+    dtype: torch.dtype,
+    device: torch.device,
+    mem_fraction: float,
+    max_total_tokens: int | None,
+) -> int:
+    """Number of KV slots: --max-total-tokens if given, else mem_fraction of free memory."""
+    from radixlm.runtime.mem_cache.memory_pool import KVPool
+
+    per_token = KVPool.bytes_per_token(config.num_layers, config.num_kv_heads, config.head_dim, dtype)
+    if max_total_tokens is not None:
+        return max_total_tokens
+    return max(int(available_memory_bytes(device) * mem_fraction) // per_token, 256)

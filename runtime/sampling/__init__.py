@@ -1,0 +1,1 @@
+"""Sampling parameters (validated per request) and the batched sampler."""

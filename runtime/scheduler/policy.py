@@ -1,0 +1,78 @@
+"""Which waiting requests to admit next, and in what order (DESIGN §3).
+
+* Ordering: longest-prefix-match first (requests that reuse the most cached KV run together
+  while it is still cached), FCFS when the queue is long (matching every request each step
+  would cost more than it saves).
+* In-batch prefix deduplication: a request that shares a long uncached prefix with one
+  already admitted in this step waits one step, so the prefix is computed once and then hit
+  in the radix cache (the first request inserts its prompt right after its prefill).
+* Admission: the new tokens plus a reserve for future output must fit in free + evictable
+  KV memory after the reserves of the requests already running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from radixlm.runtime.scheduler.request import Req
+
+LPM_QUEUE_LIMIT = 128
+# A shared-but-uncached prefix at least this long defers the later request by a step.
+DEDUP_MIN_SHARED_TOKENS = 32
+# Output tokens reserved per request at most when admitting (the ratio below scales it).
+RESERVE_CAP_TOKENS = 4096
+INITIAL_NEW_TOKEN_RATIO = 0.4
+MIN_NEW_TOKEN_RATIO = 0.1
+NEW_TOKEN_RATIO_DECAY = 0.002
+
+
+def match_limit(req: Req) -> int:
+    """How many leading fill_ids may come from the cache: at least `req.last_chunk_min` must be
+    computed, and prompt logprobs need every position from logprob_start_len computed."""
+    limit = len(req.fill_ids) - req.last_chunk_min
+    start = req.prompt_logprob_start
+    if start is not None and not req.input_token_logprobs_done:
+        limit = min(limit, start)
+    return max(limit, 0)
+
+
+def order_waiting(waiting: list[Req], cache, policy: str) -> Iterator[tuple[Req, object]]:
+    """The queue in admission order, each request with its MatchResult (nothing is locked).
+
+    Admission uses these matches directly: nothing between ordering and admission changes the
+    paths they hold (locking does not; a later match may split a node, but the matched node
+    stays the lower half, so its path is unchanged; eviction happens only when the step
+    allocates). FCFS matches lazily, only the requests admission actually reaches."""
+    def with_match(r: Req) -> tuple[Req, object]:
+        return r, cache.match_prefix(r.fill_ids[: match_limit(r)])
+
+    if policy == "fcfs" or len(waiting) > LPM_QUEUE_LIMIT or getattr(cache, "disabled", False):
+        return map(with_match, waiting)
+    # Stable sort: equal matches keep their arrival order.
+    return iter(sorted(map(with_match, waiting), key=lambda rm: -len(rm[1].slots)))
+
+
+def shared_prefix_len(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    # Compare in blocks first: prompts that share a prefix usually share hundreds of tokens.
+    while i + 64 <= n and a[i : i + 64] == b[i : i + 64]:
+        i += 64
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def should_defer(req: Req, cached_len: int, in_flight: list[Req]) -> bool:
+    """True if `req` shares a long not-yet-cached prefix with a request computing it now."""
+    ids = req.fill_ids
+    for other in in_flight:
+        shared = shared_prefix_len(ids, other.fill_ids)
+        if shared - cached_len >= DEDUP_MIN_SHARED_TOKENS:
+            return True
+    return False
+
+
+def output_reserve(req: Req, ratio: float) -> int:
+    """KV tokens to keep free for this request's future output."""
+    return int(min(req.remaining_new_tokens, RESERVE_CAP_TOKENS) * ratio)

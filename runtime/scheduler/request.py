@@ -1,0 +1,106 @@
+"""Req: one generation request as the scheduler tracks it (owned by the scheduler process).
+
+Length vocabulary (DESIGN §3): `fill_ids` = prompt + output so far; `prefix_len` = tokens
+of fill_ids whose KV this request holds in the pool (matched from the radix cache or computed
+by earlier forwards); the next forward extends from there.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from radixlm.runtime.sampling.sampling_params import SamplingParams
+
+
+@dataclass
+class FinishReason:
+    """Why a request ended, shaped as SGLang's meta_info.finish_reason."""
+
+    type: str  # "stop" | "length" | "abort"
+    matched: int | str | None = None  # stop token id or stop string (type == "stop")
+    length: int | None = None  # (type == "length")
+    message: str | None = None  # (type == "abort")
+    status_code: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.type == "stop":
+            return {"type": "stop", "matched": self.matched}
+        if self.type == "length":
+            return {"type": "length", "length": self.length}
+        return {"type": "abort", "message": self.message, "status_code": self.status_code,
+                "err_type": None}
+
+
+@dataclass
+class Req:
+    rid: str
+    input_ids: list[int]
+    sampling_params: SamplingParams
+    return_logprob: bool = False
+    logprob_start_len: int = -1  # absolute position; -1 = no prompt logprobs
+    top_logprobs_num: int = 0
+    output_ids: list[int] = field(default_factory=list)
+
+    # KV bookkeeping (scheduler-owned)
+    req_pool_idx: int | None = None
+    prefix_len: int = 0
+    last_node: Any = None  # locked radix-cache handle covering fill_ids[:cached part]
+    cached_tokens: int = 0  # prompt tokens served from the radix cache at first admission
+    admitted: bool = False
+    num_retractions: int = 0
+
+    finish_reason: FinishReason | None = None
+    grammar: Any = None  # per-request grammar matcher (constrained decoding)
+    grammar_handle: Any = None  # pending compile while the request sits in the grammar queue
+    # Jump-forward's back-off token, run (not yet emitted) at the end of fill_ids: the next
+    # forward also yields the logits at its position, and it is kept only if the model picks
+    # it there (Scheduler._settle_draft); otherwise its KV slot is given back.
+    draft_id: int | None = None
+    jumped_tokens: int = 0  # output tokens appended by jump-forward (not sampled)
+    generator: torch.Generator | None = None  # per-request RNG when a seed is given
+
+    # logprob accumulators: entries are (logprob | None, token_id)
+    input_token_logprobs: list = field(default_factory=list)
+    input_token_logprobs_done: bool = False
+    input_top_logprobs: list = field(default_factory=list)
+    output_token_logprobs: list = field(default_factory=list)
+    output_top_logprobs: list = field(default_factory=list)
+    sent_output_logprobs: int = 0  # entries already handed out in earlier outputs
+    sent_input_logprobs: bool = False
+
+    created_at: float = field(default_factory=time.monotonic)
+    first_token_at: float | None = None
+
+    @property
+    def fill_ids(self) -> list[int]:
+        draft = [] if self.draft_id is None else [self.draft_id]
+        return self.input_ids + self.output_ids + draft
+
+    @property
+    def last_chunk_min(self) -> int:
+        """Tokens the forward that finishes fill_ids must compute: the last (its logits pick
+        the next token), and with a draft the one before it too (its logits judge the draft)."""
+        return 1 if self.draft_id is None else 2
+
+    @property
+    def seq_len(self) -> int:
+        return len(self.input_ids) + len(self.output_ids)
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    @property
+    def prompt_logprob_start(self) -> int | None:
+        """First prompt position reported in input_token_logprobs, or None if none asked."""
+        if not self.return_logprob or self.logprob_start_len < 0:
+            return None
+        return self.logprob_start_len
+
+    @property
+    def remaining_new_tokens(self) -> int:
+        return self.sampling_params.max_new_tokens - len(self.output_ids)

@@ -1,0 +1,237 @@
+"""TokenizerManager: the main process's side of the pipeline (asyncio; DESIGN §2).
+
+    state = tm.submit(spec, sink)     # tokenize, send a TokenizedRequest to the scheduler
+    await state.done.wait()           # or read stream events from `sink`
+    state.builder.result()            # the SGLang-shaped response
+
+It owns one `ReqState` per unfinished request. A single receive task reads BatchTextOut from
+the detokenizer (and replies from the scheduler), feeds each request's ResponseBuilder,
+pushes stream events and wakes the waiting HTTP handler. A request stays registered until
+its final output arrives, so an abort (client disconnect) is counted when the scheduler
+confirms it and nothing leaks. Only the event-loop thread touches this object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import zmq
+import zmq.asyncio
+
+from radixlm.runtime.http.generate_input import RequestSpec
+from radixlm.runtime.http.metrics import ServerMetrics
+from radixlm.runtime.model.tokenizer import apply_chat_template, load_tokenizer
+from radixlm.runtime.output.response import ResponseBuilder
+from radixlm.runtime.server import ipc
+from radixlm.runtime.server.messages import (
+    AbortRequest,
+    BatchTextOut,
+    FlushCacheReply,
+    FlushCacheRequest,
+    GetStateRequest,
+    ProcessFailed,
+    ProcessReady,
+    ReqTextOutput,
+    ReqTokenOutput,
+    SchedulerState,
+    TokenizedRequest,
+)
+from radixlm.runtime.server_args import ServerArgs
+
+logger = logging.getLogger(__name__)
+# Prompts and outputs go only here, and only with --log-requests (it sets INFO on this
+# logger): at any --log-level, including debug, the server logs no request content.
+request_log = logging.getLogger("radixlm.requests")
+
+CHILDREN = ("scheduler", "detokenizer")
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+class OverloadedError(RuntimeError):
+    """Too many requests in flight (--max-queued-requests); the server answers 503."""
+
+
+class ReqState:
+    """One request in flight, as the HTTP handler waiting for it sees it."""
+
+    def __init__(self, spec: RequestSpec, tokenizer, sink: asyncio.Queue | None, index: int) -> None:
+        self.rid = spec.rid
+        self.builder = ResponseBuilder(spec.rid, spec.return_logprob, tokenizer, spec.return_text_in_logprobs)
+        self.sink = sink  # streaming: receives (index, event) after every output
+        self.index = index
+        self.done = asyncio.Event()
+        self.created = time.monotonic()
+        self.last_token_at: float | None = None
+
+    @property
+    def finish_reason(self) -> dict | None:
+        return self.builder.last.finish_reason if self.builder.finished else None
+
+
+class TokenizerManager:
+    def __init__(self, args: ServerArgs, model_folder: Path, endpoints: ipc.IpcEndpoints) -> None:
+        self.args = args
+        self.model_folder = Path(model_folder)
+        self.tokenizer = load_tokenizer(self.model_folder)
+        self.chat_template = Path(args.chat_template).read_text() if args.chat_template else None
+        self.metrics = ServerMetrics()
+        self.states: dict[str, ReqState] = {}
+        self.scheduler_info: dict = {}
+        self.is_ready = False
+        self._to_scheduler = ipc.push_socket(zmq.Context.instance(), endpoints.scheduler)
+        self._inbox = ipc.pull_socket(zmq.asyncio.Context.instance(), endpoints.tokenizer)
+        self._flush_waiters: deque[asyncio.Future] = deque()
+        self._state_waiters: deque[asyncio.Future] = deque()
+        self._recv_task: asyncio.Task | None = None
+        request_log.setLevel(logging.INFO if args.log_requests else logging.CRITICAL + 1)
+
+    # ---- start-up -----------------------------------------------------------------------
+    async def wait_ready(self, dead_child: Callable[[], str | None], timeout: float) -> dict:
+        """Wait for both children's ProcessReady; StartupError if one fails, dies or times out."""
+        pending = set(CHILDREN)
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise StartupError(f"timed out after {timeout:.0f} s waiting for: {', '.join(sorted(pending))}")
+            if await self._inbox.poll(500, zmq.POLLIN):
+                msg = pickle.loads(await self._inbox.recv())
+                if isinstance(msg, ProcessFailed):
+                    raise StartupError(f"the {msg.process} process failed to start: {msg.message}")
+                if isinstance(msg, ProcessReady):
+                    pending.discard(msg.process)
+                    self.scheduler_info.update(msg.info)
+            elif (why := dead_child()) is not None:
+                raise StartupError(why)
+        self.is_ready = True
+        self._recv_task = asyncio.create_task(self._receive_loop())
+        return self.scheduler_info
+
+    # ---- requests -----------------------------------------------------------------------
+    def tokenize(self, spec: RequestSpec) -> list[int]:
+        if spec.input_ids is not None:
+            return spec.input_ids
+        return self.tokenizer(spec.text, add_special_tokens=spec.add_special_tokens).input_ids
+
+    def render_chat(self, messages: list[dict]) -> str:
+        return apply_chat_template(self.tokenizer, messages, chat_template=self.chat_template)
+
+    def submit_all(self, specs: list[RequestSpec], sink: asyncio.Queue | None = None) -> list[ReqState]:
+        """Tokenize and check every spec first (ValueError -> 400), then send them all."""
+        if not self.is_ready:
+            raise OverloadedError("the server is not ready")
+        if len(self.states) + len(specs) > self.args.max_queued_requests:
+            raise OverloadedError(
+                f"too many requests in flight ({len(self.states)}; --max-queued-requests "
+                f"{self.args.max_queued_requests}); retry later"
+            )
+        tokenized, seen = [], set()
+        for spec in specs:
+            if spec.rid in self.states or spec.rid in seen:
+                raise ValueError(f"rid {spec.rid!r} is already in use by another request")
+            seen.add(spec.rid)
+            tokenized.append(self.tokenize(spec))
+        states = []
+        for i, (spec, ids) in enumerate(zip(specs, tokenized, strict=True)):
+            state = ReqState(spec, self.tokenizer, sink, i)
+            self.states[spec.rid] = state
+            request_log.info("receive %s: %r params=%s", spec.rid,
+                             spec.text if spec.text is not None else ids, spec.params)
+            ipc.send(self._to_scheduler, TokenizedRequest(
+                spec.rid, ids, spec.params, spec.return_logprob, spec.logprob_start_len,
+                spec.top_logprobs_num, stream=sink is not None,
+            ))
+            states.append(state)
+        return states
+
+    def abort(self, rid: str, message: str = "aborted by the client") -> None:
+        """Ask the scheduler to stop `rid`; its final (abort) output unregisters it."""
+        if rid in self.states:
+            ipc.send(self._to_scheduler, AbortRequest(rid, message))
+
+    def abort_unfinished(self, states: list[ReqState], message: str) -> None:
+        for state in states:
+            if not state.done.is_set():
+                self.abort(state.rid, message)
+
+    def fail_all(self, message: str) -> None:
+        """Finish every waiting request with an abort (a child process died)."""
+        for rid, state in list(self.states.items()):
+            out = ReqTokenOutput(rid, [], True, {"type": "abort", "message": message, "status_code": 503,
+                                                 "err_type": "service_unavailable"}, 0, 0, 0)
+            self._on_output(ReqTextOutput(out, state.builder.text))
+        self.is_ready = False
+
+    # ---- control ------------------------------------------------------------------------
+    async def flush_cache(self, timeout: float = 10.0) -> bool:
+        return await self._ask(FlushCacheRequest(), self._flush_waiters, timeout)
+
+    async def get_state(self, timeout: float = 10.0) -> SchedulerState:
+        state = await self._ask(GetStateRequest(), self._state_waiters, timeout)
+        self.metrics.observe_scheduler(state)
+        return state
+
+    async def _ask(self, msg: object, waiters: deque, timeout: float):
+        # Replies come back in request order on one socket, so a FIFO of futures matches them;
+        # a timed-out future stays queued to absorb its late reply.
+        fut = asyncio.get_running_loop().create_future()
+        waiters.append(fut)
+        ipc.send(self._to_scheduler, msg)
+        return await asyncio.wait_for(asyncio.shield(fut), timeout)
+
+    # ---- outputs ------------------------------------------------------------------------
+    async def _receive_loop(self) -> None:
+        while True:
+            msg = pickle.loads(await self._inbox.recv())
+            try:
+                self._dispatch(msg)
+            except Exception:  # one bad message must not stop every request
+                logger.exception("failed to handle %s", type(msg).__name__)
+
+    def _dispatch(self, msg: object) -> None:
+        if isinstance(msg, BatchTextOut):
+            for o in msg.outputs:
+                self._on_output(o)
+        elif isinstance(msg, FlushCacheReply):
+            _resolve(self._flush_waiters, msg.success)
+        elif isinstance(msg, SchedulerState):
+            _resolve(self._state_waiters, msg)
+        elif isinstance(msg, ProcessFailed):
+            logger.error("the %s process reported: %s", msg.process, msg.message)
+
+    def _on_output(self, o: ReqTextOutput) -> None:
+        state = self.states.get(o.out.rid)
+        if state is None:
+            return
+        now = time.monotonic()
+        if o.out.new_token_ids:
+            if state.last_token_at is None:
+                self.metrics.ttft.observe(now - state.created)
+            else:
+                self.metrics.itl.observe((now - state.last_token_at) / len(o.out.new_token_ids))
+            state.last_token_at = now
+        state.builder.add(o.out, o.text)
+        if state.sink is not None:
+            state.sink.put_nowait((state.index, state.builder.stream_event()))
+        if o.out.finished:
+            request_log.info("finish %s: %s %r", o.out.rid, o.out.finish_reason, o.text)
+            del self.states[o.out.rid]
+            self.metrics.on_finish(o.out, now - state.created)
+            state.done.set()
+
+
+def _resolve(waiters: deque, value: object) -> None:
+    if not waiters:
+        logger.warning("unexpected reply %r", value)
+        return
+    fut = waiters.popleft()
+    if not fut.done():
+        fut.set_result(value)
