@@ -1,8 +1,9 @@
 """HTTP plumbing shared by the native and OpenAI routes: errors, body limits, auth, readiness.
 
-Every error is a JSON body `{"error": {"message", "type", "code"}}` (DESIGN §9):
-400 bad input, 401 missing/wrong API key, 404 unknown route, 413 oversize body,
-503 while starting or overloaded (with a `Retry-After` header), 500 for our own bugs.
+Every error is a `RequestError` (runtime/errors.py) rendered as the JSON body
+`{"error": {"message", "type", "code"}}`: 400 bad input, 401 missing/wrong API key, 404
+unknown route, 413 oversize body, 503 while starting or overloaded (with a `Retry-After`
+header), 500 for our own bugs. A `ValueError` raised while parsing a request is a 400.
 
 No request field reaches the filesystem: the server never opens a path a client names.
 Fields that SGLang, vLLM or Hugging Face would read as a file, URL, adapter or code to load
@@ -23,20 +24,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from radixlm.runtime.http.json_body import BodyError, parse_json_body
+from radixlm.runtime.errors import RequestError
+from radixlm.runtime.http.json_body import parse_json_body
 
 logger = logging.getLogger(__name__)
 
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    413: "request_too_large",
-    415: "invalid_request_error",
-    500: "internal_error",
-    503: "service_unavailable",
-}
 # No API key needed: liveness/readiness probes (Kubernetes, load balancers) carry no secret.
 # /health_generate runs a one-token generation of a fixed prompt: no client input, no output.
 OPEN_PATHS = frozenset({"/health", "/health_generate", "/ready"})
@@ -47,44 +39,27 @@ FILE_FIELDS = frozenset({
 })
 
 
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str, code: int | str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code if code is not None else status
-
-
-def error_body(status: int, message: str, code: int | str | None = None) -> dict:
-    """`{"error": {...}}`: the body of an error response, and the SSE event of a failed stream."""
-    return {"error": {"message": message, "type": ERROR_TYPES.get(status, "error"),
-                      "code": code if code is not None else status}}
-
-
-def error_response(status: int, message: str, code: int | str | None = None) -> JSONResponse:
+def error_response(error: RequestError) -> JSONResponse:
     # A 503 is temporary (starting, overloaded, shutting down): tell clients when to retry.
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
-    return JSONResponse(error_body(status, message, code), status_code=status, headers=headers)
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if error.retryable else None
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
 async def read_json(request: Request, limit: int) -> Any:
     """The parsed JSON body; 413 past `limit` bytes (checked while reading), 400 if not JSON."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
+        raise RequestError.of(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise HTTPError(413, f"request body exceeds the limit of {limit} bytes")
+            raise RequestError.of(413, f"request body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
         return None
-    try:
-        body = parse_json_body(raw, request.headers.get("content-type"))
-    except BodyError as exc:
-        raise HTTPError(exc.status, exc.message) from None
+    body = parse_json_body(raw, request.headers.get("content-type"))
     reject_file_fields(body)
     return body
 
@@ -95,26 +70,31 @@ def reject_file_fields(body: Any) -> None:
         return
     named = sorted(k for k in FILE_FIELDS.intersection(body) if body[k] is not None)
     if named:
-        raise HTTPError(400, f"unsupported field(s) {', '.join(named)}: this server loads its model, "
-                             "tokenizer and chat template at start-up and never opens files, URLs or "
-                             "code named in a request")
+        raise RequestError.invalid(
+            f"unsupported field(s) {', '.join(named)}: this server loads its model, tokenizer and "
+            "chat template at start-up and never opens files, URLs or code named in a request")
 
 
 async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, HTTPError):
-        return error_response(exc.status, exc.message, exc.code)
-    if isinstance(exc, HTTPException) and exc.status_code == 405:  # keep Allow; name the methods
+    response = error_response(as_request_error(request, exc))
+    if isinstance(exc, HTTPException) and exc.status_code == 405:  # keep Allow
+        response.headers["Allow"] = (exc.headers or {}).get("Allow", "")
+    return response
+
+
+def as_request_error(request: Request, exc: Exception) -> RequestError:
+    if isinstance(exc, RequestError):
+        return exc
+    if isinstance(exc, HTTPException) and exc.status_code == 405:
         allow = (exc.headers or {}).get("Allow", "")
-        resp = error_response(405, f"method {request.method} is not allowed on {request.url.path}; use {allow}")
-        resp.headers["Allow"] = allow
-        return resp
+        return RequestError.of(405, f"method {request.method} is not allowed on {request.url.path}; use {allow}")
     if isinstance(exc, HTTPException):
         message = f"no route {request.url.path}" if exc.status_code == 404 else str(exc.detail)
-        return error_response(exc.status_code, message)
+        return RequestError.of(exc.status_code, message)
     if isinstance(exc, ValueError):
-        return error_response(400, str(exc))
+        return RequestError.invalid(str(exc))
     logger.exception("unhandled error on %s", request.url.path)
-    return error_response(500, f"internal server error: {type(exc).__name__}: {exc}")
+    return RequestError.internal(f"internal server error: {type(exc).__name__}: {exc}")
 
 
 class GuardMiddleware:
@@ -129,11 +109,13 @@ class GuardMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         if not self.is_ready():
-            resp = error_response(503, "the server is starting (loading the model) or shutting down; retry later")
+            resp = error_response(RequestError.unavailable(
+                "the server is starting (loading the model) or shutting down; retry later"))
             return await resp(scope, receive, send)
         if self.expected is not None and scope["path"] not in OPEN_PATHS:
             auth = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(auth, self.expected):
-                resp = error_response(401, "missing or wrong API key: send 'Authorization: Bearer <key>'")
+                resp = error_response(RequestError.of(
+                    401, "missing or wrong API key: send 'Authorization: Bearer <key>'"))
                 return await resp(scope, receive, send)
         await self.app(scope, receive, send)

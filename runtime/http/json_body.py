@@ -1,7 +1,7 @@
 """Strict JSON request bodies: what `json.loads` lets through but a server must refuse.
 
     body = parse_json_body(raw, request.headers.get("content-type"))
-    # BodyError(status, message): 415 unless declared JSON, 400 naming the problem otherwise
+    # RequestError: 415 unless declared JSON, 400 naming the problem otherwise
 
 Python's json module accepts the non-JSON literals NaN / Infinity, turns 1e309 into inf,
 recurses once per nesting level (a 100k-deep array is a RecursionError: a 500), and decodes
@@ -16,19 +16,12 @@ import math
 import re
 from typing import Any
 
+from radixlm.runtime.errors import RequestError
+
 # Deeper than any real request (a JSON schema nests a few levels per property), shallow
 # enough that later recursive code (json.dumps of a schema, pickle to the scheduler) is safe.
 MAX_DEPTH = 100
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-class BodyError(Exception):
-    """A body the server refuses; read_json turns it into an HTTPError of `status`."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def parse_json_body(raw: bytes, content_type: str | None) -> Any:
@@ -38,24 +31,26 @@ def parse_json_body(raw: bytes, content_type: str | None) -> Any:
 
 
 def check_content_type(value: str | None) -> None:
-    """BodyError 415 unless the body is declared JSON; none at all is read as JSON (as FastAPI does)."""
+    """A 415 unless the body is declared JSON; none at all is read as JSON (as FastAPI does)."""
     if value is None:
         return
     mime = value.split(";", 1)[0].strip().lower()
     if mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json")):
         return
-    raise BodyError(415, f"unsupported Content-Type {value!r}: send the body as JSON with "
+    raise RequestError.of(415, f"unsupported Content-Type {value!r}: send the body as JSON with "
                          "'Content-Type: application/json'")
 
 
 def decode_json(raw: bytes) -> Any:
-    """The parsed body; BodyError 400 for anything that is not plain, finite, shallow JSON."""
+    """The parsed body; a 400 for anything that is not plain, finite, shallow JSON."""
     try:
         body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise _too_deep() from None
+    except RequestError:  # from the parse hooks below: already says what is wrong
+        raise
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit integer
-        raise BodyError(400, f"the request body is not valid JSON: {exc}") from None
+        raise RequestError.invalid(f"the request body is not valid JSON: {exc}") from None
     if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:  # cheap bound first: most bodies stop here
         _check_depth(body)
     if _SURROGATE_ESCAPE.search(raw):
@@ -64,20 +59,20 @@ def decode_json(raw: bytes) -> Any:
 
 
 def _reject_constant(name: str) -> float:
-    raise BodyError(400, f"the request body is not valid JSON: {name} is not a JSON number; "
+    raise RequestError.invalid(f"the request body is not valid JSON: {name} is not a JSON number; "
                          "send a finite number")
 
 
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise BodyError(400, f"the number {text[:40]} is out of range: send a finite number "
+        raise RequestError.invalid(f"the number {text[:40]} is out of range: send a finite number "
                              "(at most about 1.8e308)")
     return value
 
 
-def _too_deep() -> BodyError:
-    return BodyError(400, f"the request body nests arrays/objects more than {MAX_DEPTH} levels deep")
+def _too_deep() -> RequestError:
+    return RequestError.invalid(f"the request body nests arrays/objects more than {MAX_DEPTH} levels deep")
 
 
 def _children(node: Any) -> list:
@@ -104,7 +99,7 @@ def _check_strings(body: Any) -> None:
             try:
                 node.encode("utf-8")
             except UnicodeEncodeError:
-                raise BodyError(400, f"the string {node[:40]!r} holds an unpaired UTF-16 surrogate escape "
+                raise RequestError.invalid(f"the string {node[:40]!r} holds an unpaired UTF-16 surrogate escape "
                                      "(\\ud800-\\udfff): send valid Unicode text") from None
         elif isinstance(node, dict):
             stack.extend(node)

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the server (DESIGN §9), served as text at `GET /metrics`.
+"""Prometheus metrics of the server, served as text at `GET /metrics`.
 
 Request-level counters and latency histograms are recorded by the TokenizerManager as
 outputs arrive; scheduler gauges (queue lengths, KV pool accounting, radix hit rate) are
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from radixlm.runtime.server.messages import ReqTokenOutput, SchedulerState
+from radixlm.runtime.scheduler.io import ReqTokenOutput
+from radixlm.runtime.server.messages import SchedulerState
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -65,7 +66,7 @@ class ServerMetrics:
         self.hit_rate.set(s.cache_hit_rate)
 
     def on_finish(self, out: ReqTokenOutput, e2e_seconds: float) -> None:
-        reason = (out.finish_reason or {}).get("type", "unknown")
+        reason = out.finish_reason.type if out.finish_reason else "unknown"
         self.requests.labels(reason).inc()
         if reason == "abort":
             self.aborts.inc()

@@ -1,4 +1,4 @@
-"""The HTTP app: SGLang-native routes (wire-protocol.md Part B) plus the OpenAI and metrics
+"""The HTTP app: SGLang-native routes (docs/wire-protocol.md Part B) plus the OpenAI and metrics
 routes from `openai_api.py`, behind the guard middleware (503 while starting, API key).
 
     app = build_app(tm, args)          # tm: a TokenizerManager; served by launch.py on uvicorn
@@ -21,27 +21,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from radixlm.runtime.http.common import (
-    GuardMiddleware,
-    HTTPError,
-    error_body,
-    handle_http_error,
-    read_json,
-)
+from radixlm.runtime.errors import RequestError
+from radixlm.runtime.http.common import GuardMiddleware, handle_http_error, read_json
 from radixlm.runtime.http.generate_input import RequestSpec, parse_generate
 from radixlm.runtime.http.metrics import CONTENT_TYPE
 from radixlm.runtime.http.model_info import frontend_model_path, served_model_name
 from radixlm.runtime.http.openai_api import openai_routes
 from radixlm.runtime.http.openapi_spec import build_openapi
 from radixlm.runtime.http.request_lifecycle import (
-    abort_error,
     first_event,
     raise_first_error,
     sse_stream,
     wait_all,
 )
 from radixlm.runtime.sampling.sampling_params import SamplingParams
-from radixlm.runtime.server.tokenizer_manager import OverloadedError, TokenizerManager
+from radixlm.runtime.server.tokenizer_manager import TokenizerManager
 from radixlm.runtime.server_args import ServerArgs
 
 VERSION = "0.1.0"
@@ -55,11 +49,6 @@ class NativeRenderer:
         self.is_batch = is_batch
 
     def event(self, index: int, event: dict) -> list[dict]:
-        err = abort_error(event["meta_info"]["finish_reason"])
-        if err is not None:  # e.g. NaN logits (500) or a dead child process (503)
-            body = error_body(err.status, err.message)
-            body["error"]["retryable"] = err.status == 503
-            return [body]
         return [{**event, "index": index} if self.is_batch else event]
 
     def tail(self) -> list[dict]:
@@ -139,7 +128,7 @@ class NativeApi:
     async def flush_cache(self, request: Request) -> Response:
         if await self.tm.flush_cache():
             return PlainTextResponse("Cache flushed.\n")
-        raise HTTPError(400, "Cache not flushed: requests are running or waiting; retry when the server is idle.")
+        raise RequestError.invalid("Cache not flushed: requests are running or waiting; retry when the server is idle.")
 
     async def health(self, request: Request) -> Response:
         return Response(status_code=200)
@@ -152,7 +141,7 @@ class NativeApi:
             await asyncio.wait_for(states[0].done.wait(), HEALTH_GENERATE_TIMEOUT)
         except TimeoutError:
             self.tm.abort_unfinished(states, "health check timed out")
-            raise HTTPError(503, "health generation timed out") from None
+            raise RequestError.unavailable("health generation timed out") from None
         raise_first_error(states)
         return Response(status_code=200)
 
@@ -212,20 +201,15 @@ class NativeApi:
         ]
 
 
-async def _overloaded(request: Request, exc: Exception) -> Response:
-    return await handle_http_error(request, HTTPError(503, str(exc)))
-
-
 def build_app(tm: TokenizerManager, args: ServerArgs) -> Starlette:
     routes = NativeApi(tm, args).routes() + openai_routes(tm, args)
     return Starlette(
         routes=routes,
         middleware=[Middleware(GuardMiddleware, api_key=args.api_key, is_ready=lambda: tm.is_ready)],
         exception_handlers={
-            HTTPError: handle_http_error,
+            RequestError: handle_http_error,
             HTTPException: handle_http_error,
             ValueError: handle_http_error,
-            OverloadedError: _overloaded,
             Exception: handle_http_error,
         },
     )

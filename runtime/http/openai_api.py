@@ -24,12 +24,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from radixlm.runtime.http.common import HTTPError, error_body, read_json
+from radixlm.runtime.errors import RequestError
+from radixlm.runtime.http.common import read_json
 from radixlm.runtime.http.generate_input import RequestSpec
 from radixlm.runtime.http.model_info import served_model_name
 from radixlm.runtime.http.request_fields import FieldPolicy, check_fields, openai_policy
 from radixlm.runtime.http.request_lifecycle import (
-    abort_error,
     first_event,
     raise_first_error,
     sse_stream,
@@ -198,8 +198,6 @@ class _StreamRenderer:
 
     def event(self, index: int, event: dict) -> list[dict]:
         meta = event["meta_info"]
-        if (err := abort_error(meta["finish_reason"])) is not None:  # a server-side failure
-            return [error_body(err.status, err.message)]
         delta = event["text"][self.sent[index]:]
         offset = self.sent[index]
         self.sent[index] = len(event["text"])
@@ -372,7 +370,7 @@ class OpenAIApi:
     async def model(self, request: Request) -> Response:
         name = request.path_params["model"]
         if name != self.model_name:
-            raise HTTPError(404, f"the model {name!r} does not exist; this server serves {self.model_name!r}",
+            raise RequestError.of(404, f"the model {name!r} does not exist; this server serves {self.model_name!r}",
                             code="model_not_found")
         return JSONResponse(self._card())
 

@@ -5,6 +5,8 @@ Shared by the native and OpenAI routes:
   * `sse_stream` turns stream events into `data: ...` chunks, one write per event, ending
     with `data: [DONE]`; when the client disconnects the response task is cancelled and the
     generator's `finally` aborts whatever is unfinished, so the scheduler frees its KV.
+A request that failed carries its `RequestError` (ReqState.error, StreamItem.error): before
+any byte is sent it becomes the response's status, after that an `{"error": ...}` event.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from typing import Any, Protocol
 
 from starlette.requests import Request
 
-from radixlm.runtime.http.common import HTTPError
-from radixlm.runtime.server.tokenizer_manager import ReqState, TokenizerManager
+from radixlm.runtime.errors import RequestError
+from radixlm.runtime.server.tokenizer_manager import ReqState, StreamItem, TokenizerManager
 
 DONE = b"data: [DONE]\n\n"
 DISCONNECT_MESSAGE = "client disconnected"
@@ -27,21 +29,17 @@ def sse(payload: Any) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
 
 
-def abort_error(finish_reason: dict | None) -> HTTPError | None:
-    """The HTTP error a finished request maps to: a rejected request (400) or a server
-    failure (500/503); a plain abort (client, /abort_request) is an ordinary result."""
-    if not finish_reason or finish_reason.get("type") != "abort":
-        return None
-    status = finish_reason.get("status_code")
-    if status in (400, 500, 503):
-        return HTTPError(status, finish_reason.get("message") or "request failed")
-    return None
-
-
 def raise_first_error(states: list[ReqState]) -> None:
     for state in states:
-        if (err := abort_error(state.finish_reason)) is not None:
-            raise err
+        if state.error is not None:
+            raise state.error
+
+
+def error_event(error: RequestError) -> dict:
+    """The SSE event of a stream that failed after it started."""
+    body = error.body()
+    body["error"]["retryable"] = error.retryable
+    return body
 
 
 async def _client_disconnected(request: Request) -> None:
@@ -72,26 +70,27 @@ class StreamRenderer(Protocol):
     def tail(self) -> list[Any]: ...  # payloads after the last event (e.g. usage)
 
 
-async def first_event(sink: asyncio.Queue) -> tuple[int, dict]:
-    """The first stream event; raises the HTTP error (before any byte is sent) if the
-    request was rejected, so a bad streaming request still gets a 400 status."""
-    index, event = await sink.get()
-    err = abort_error(event["meta_info"]["finish_reason"])
-    if err is not None:
-        raise err
-    return index, event
+async def first_event(sink: asyncio.Queue) -> StreamItem:
+    """The first stream item; raises its error (before any byte is sent) if the request was
+    rejected, so a bad streaming request still gets a 400 status."""
+    item = await sink.get()
+    if item.error is not None:
+        raise item.error
+    return item
 
 
 async def sse_stream(tm: TokenizerManager, states: list[ReqState], sink: asyncio.Queue,
-                     first: tuple[int, dict], renderer: StreamRenderer) -> AsyncIterator[bytes]:
+                     first: StreamItem, renderer: StreamRenderer) -> AsyncIterator[bytes]:
     remaining = len(states)
     item = first
     try:
         while True:
-            index, event = item
-            for payload in renderer.event(index, event):
-                yield sse(payload)
-            if event["meta_info"]["finish_reason"] is not None:
+            if item.error is not None:  # e.g. NaN logits (500) or a dead child process (503)
+                yield sse(error_event(item.error))
+            else:
+                for payload in renderer.event(item.index, item.event):
+                    yield sse(payload)
+            if item.event["meta_info"]["finish_reason"] is not None:
                 remaining -= 1
                 if remaining == 0:
                     break

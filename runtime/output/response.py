@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from radixlm.runtime.server.messages import ReqTokenOutput
+from radixlm.runtime.scheduler.io import ReqTokenOutput
 
 
 class ResponseBuilder:
@@ -62,7 +62,7 @@ class ResponseBuilder:
         o = self.last
         meta: dict[str, Any] = {
             "id": self.rid,
-            "finish_reason": o.finish_reason if o else None,
+            "finish_reason": o.finish_reason.to_json() if o and o.finish_reason else None,
             "prompt_tokens": o.prompt_tokens if o else 0,
             "completion_tokens": o.completion_tokens if o else 0,
             "cached_tokens": o.cached_tokens if o else 0,

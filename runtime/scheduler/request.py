@@ -1,8 +1,8 @@
 """Req: one generation request as the scheduler tracks it (owned by the scheduler process).
 
-Length vocabulary (DESIGN §3): `fill_ids` = prompt + output so far; `prefix_len` = tokens
-of fill_ids whose KV this request holds in the pool (matched from the radix cache or computed
-by earlier forwards); the next forward extends from there.
+Length vocabulary (docs/architecture.md §3): `fill_ids` = prompt + output so far;
+`prefix_len` = tokens of fill_ids whose KV this request holds in the pool (matched from the
+radix cache or computed by earlier forwards); the next forward extends from there.
 """
 
 from __future__ import annotations
@@ -14,25 +14,7 @@ from typing import Any
 import torch
 
 from radixlm.runtime.sampling.sampling_params import SamplingParams
-
-
-@dataclass
-class FinishReason:
-    """Why a request ended, shaped as SGLang's meta_info.finish_reason."""
-
-    type: str  # "stop" | "length" | "abort"
-    matched: int | str | None = None  # stop token id or stop string (type == "stop")
-    length: int | None = None  # (type == "length")
-    message: str | None = None  # (type == "abort")
-    status_code: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        if self.type == "stop":
-            return {"type": "stop", "matched": self.matched}
-        if self.type == "length":
-            return {"type": "length", "length": self.length}
-        return {"type": "abort", "message": self.message, "status_code": self.status_code,
-                "err_type": None}
+from radixlm.runtime.scheduler.io import FinishReason
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""TokenizerManager: the main process's side of the pipeline (asyncio; DESIGN §2).
+"""TokenizerManager: the main process's side of the pipeline (asyncio).
 
     state = tm.submit(spec, sink)     # tokenize, send a TokenizedRequest to the scheduler
     await state.done.wait()           # or read stream events from `sink`
@@ -20,14 +20,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import zmq
 import zmq.asyncio
 
+from radixlm.runtime.errors import RequestError
 from radixlm.runtime.http.generate_input import RequestSpec
 from radixlm.runtime.http.metrics import ServerMetrics
 from radixlm.runtime.model.tokenizer import apply_chat_template, load_tokenizer
 from radixlm.runtime.output.response import ResponseBuilder
+from radixlm.runtime.scheduler.io import ReqTokenOutput, TokenizedRequest
 from radixlm.runtime.server import ipc
 from radixlm.runtime.server.messages import (
     AbortRequest,
@@ -38,9 +41,7 @@ from radixlm.runtime.server.messages import (
     ProcessFailed,
     ProcessReady,
     ReqTextOutput,
-    ReqTokenOutput,
     SchedulerState,
-    TokenizedRequest,
 )
 from radixlm.runtime.server_args import ServerArgs
 
@@ -56,8 +57,12 @@ class StartupError(RuntimeError):
     pass
 
 
-class OverloadedError(RuntimeError):
-    """Too many requests in flight (--max-queued-requests); the server answers 503."""
+class StreamItem(NamedTuple):
+    """What a streaming request's sink receives after each of its outputs."""
+
+    index: int  # the request's place in its batch (or the choice index)
+    event: dict  # ResponseBuilder.stream_event(): cumulative text, incremental logprobs
+    error: RequestError | None  # the failure that ended the request, if one did
 
 
 class ReqState:
@@ -66,15 +71,16 @@ class ReqState:
     def __init__(self, spec: RequestSpec, tokenizer, sink: asyncio.Queue | None, index: int) -> None:
         self.rid = spec.rid
         self.builder = ResponseBuilder(spec.rid, spec.return_logprob, tokenizer, spec.return_text_in_logprobs)
-        self.sink = sink  # streaming: receives (index, event) after every output
+        self.sink = sink  # streaming: receives a StreamItem after every output
         self.index = index
         self.done = asyncio.Event()
         self.created = time.monotonic()
         self.last_token_at: float | None = None
 
     @property
-    def finish_reason(self) -> dict | None:
-        return self.builder.last.finish_reason if self.builder.finished else None
+    def error(self) -> RequestError | None:
+        """The failure that ended this request (None while running or when it succeeded)."""
+        return self.builder.last.error if self.builder.finished else None
 
 
 class TokenizerManager:
@@ -127,9 +133,9 @@ class TokenizerManager:
     def submit_all(self, specs: list[RequestSpec], sink: asyncio.Queue | None = None) -> list[ReqState]:
         """Tokenize and check every spec first (ValueError -> 400), then send them all."""
         if not self.is_ready:
-            raise OverloadedError("the server is not ready")
+            raise RequestError.unavailable("the server is not ready")
         if len(self.states) + len(specs) > self.args.max_queued_requests:
-            raise OverloadedError(
+            raise RequestError.unavailable(
                 f"too many requests in flight ({len(self.states)}; --max-queued-requests "
                 f"{self.args.max_queued_requests}); retry later"
             )
@@ -164,10 +170,9 @@ class TokenizerManager:
 
     def fail_all(self, message: str) -> None:
         """Finish every waiting request with an abort (a child process died)."""
+        error = RequestError.unavailable(message)
         for rid, state in list(self.states.items()):
-            out = ReqTokenOutput(rid, [], True, {"type": "abort", "message": message, "status_code": 503,
-                                                 "err_type": "service_unavailable"}, 0, 0, 0)
-            self._on_output(ReqTextOutput(out, state.builder.text))
+            self._on_output(ReqTextOutput(ReqTokenOutput.rejected(rid, error), state.builder.text))
         self.is_ready = False
 
     # ---- control ------------------------------------------------------------------------
@@ -220,7 +225,7 @@ class TokenizerManager:
             state.last_token_at = now
         state.builder.add(o.out, o.text)
         if state.sink is not None:
-            state.sink.put_nowait((state.index, state.builder.stream_event()))
+            state.sink.put_nowait(StreamItem(state.index, state.builder.stream_event(), o.out.error))
         if o.out.finished:
             request_log.info("finish %s: %s %r", o.out.rid, o.out.finish_reason, o.text)
             del self.states[o.out.rid]

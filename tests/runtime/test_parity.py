@@ -106,7 +106,7 @@ def test_greedy_ids_equal_hf_when_retracted(hf_greedy, prompts, tokenizer):
     first step (with the Engine's thread, how many arrive together depends on timing)."""
     from radixlm.runtime.bootstrap import build_runtime
     from radixlm.runtime.sampling.sampling_params import SamplingParams
-    from radixlm.runtime.server.messages import TokenizedRequest
+    from radixlm.runtime.scheduler.io import TokenizedRequest
 
     # 16 requests need ~1.1k prompt + ~400 output tokens; 500 slots forces retractions.
     sched = build_runtime(ServerArgs(max_total_tokens=500, chunked_prefill_size=256)).scheduler

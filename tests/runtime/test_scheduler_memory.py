@@ -7,7 +7,7 @@ import pytest
 
 from radixlm.runtime.bootstrap import build_runtime
 from radixlm.runtime.sampling.sampling_params import SamplingParams
-from radixlm.runtime.server.messages import TokenizedRequest
+from radixlm.runtime.scheduler.io import TokenizedRequest
 from radixlm.runtime.server_args import ServerArgs
 
 
