@@ -16,7 +16,8 @@ from radixlm.runtime.model.config import ModelConfig
 from radixlm.runtime.model.loader import resolve_model
 from radixlm.runtime.model.runner import ModelRunner, kv_pool_capacity, pick_device, pick_dtype
 from radixlm.runtime.model.tokenizer import load_tokenizer
-from radixlm.runtime.scheduler.scheduler import Scheduler, SchedulerConfig
+from radixlm.runtime.scheduler.config import SchedulerConfig
+from radixlm.runtime.scheduler.scheduler import Scheduler
 from radixlm.runtime.server_args import ServerArgs
 
 logger = logging.getLogger(__name__)

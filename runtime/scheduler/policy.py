@@ -1,4 +1,4 @@
-"""Which waiting requests to admit next, and in what order (DESIGN §3).
+"""Which waiting requests to admit next, in what order, and how much of each per step.
 
 * Ordering: longest-prefix-match first (requests that reuse the most cached KV run together
   while it is still cached), FCFS when the queue is long (matching every request each step
@@ -7,7 +7,9 @@
   already admitted in this step waits one step, so the prefix is computed once and then hit
   in the radix cache (the first request inserts its prompt right after its prefill).
 * Admission: the new tokens plus a reserve for future output must fit in free + evictable
-  KV memory after the reserves of the requests already running.
+  KV memory after the reserves of the requests already running. The reserve ratio decays
+  while memory suffices and jumps when a request had to be retracted.
+* Chunking: a prompt is computed in chunks within the step's token budget.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ RESERVE_CAP_TOKENS = 4096
 INITIAL_NEW_TOKEN_RATIO = 0.4
 MIN_NEW_TOKEN_RATIO = 0.1
 NEW_TOKEN_RATIO_DECAY = 0.002
+NEW_TOKEN_RATIO_RETRACT_STEP = 0.1
 
 
 def match_limit(req: Req) -> int:
@@ -76,3 +79,22 @@ def should_defer(req: Req, cached_len: int, in_flight: list[Req]) -> bool:
 def output_reserve(req: Req, ratio: float) -> int:
     """KV tokens to keep free for this request's future output."""
     return int(min(req.remaining_new_tokens, RESERVE_CAP_TOKENS) * ratio)
+
+
+def decay_new_token_ratio(ratio: float) -> float:
+    """One step without retraction: reserve a little less output room per request."""
+    return max(MIN_NEW_TOKEN_RATIO, ratio - NEW_TOKEN_RATIO_DECAY)
+
+
+def raise_new_token_ratio(ratio: float) -> float:
+    """A request was retracted: the reserves were too small."""
+    return min(1.0, ratio + NEW_TOKEN_RATIO_RETRACT_STEP)
+
+
+def chunk_len(req: Req, remaining: int, budget: int) -> int:
+    """Tokens of `req` to compute this step within the budget; a chunk before the last
+    leaves the last one at least `req.last_chunk_min` tokens."""
+    n = min(remaining, max(budget, 0))
+    if n < remaining:
+        n = min(n, remaining - req.last_chunk_min)
+    return n

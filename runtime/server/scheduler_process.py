@@ -1,4 +1,4 @@
-"""The scheduler process: the zmq loop around `Scheduler.step()` (DESIGN §2).
+"""The scheduler process: the zmq loop around `Scheduler.step()`.
 
     recv (all pending; block only when idle) -> step() -> send BatchTokenOut
 
@@ -6,9 +6,9 @@ In:  TokenizedRequest, AbortRequest, FlushCacheRequest, GetStateRequest  (from t
 Out: DetokenizeParams + BatchTokenOut  -> detokenizer
      ProcessReady/ProcessFailed, FlushCacheReply, SchedulerState -> main process (in order)
 
-A request the scheduler rejects (ValueError) comes back as an abort output with
-status_code 400; an exception inside step() fails every in-flight request with a 500 abort
-output instead of killing the process silently.
+A request the scheduler rejects comes back as its one (failed) output, 400 or 500
+(`Scheduler.try_add_request`); an exception inside step() fails every in-flight request with
+a 500 instead of killing the process silently.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import traceback
 
 import zmq
 
+from radixlm.runtime.errors import RequestError
+from radixlm.runtime.scheduler.io import ReqTokenOutput, TokenizedRequest
 from radixlm.runtime.scheduler.scheduler import Scheduler
 from radixlm.runtime.server import ipc
 from radixlm.runtime.server.child_process import exit_now, parent_is_gone, setup_child
@@ -31,9 +33,7 @@ from radixlm.runtime.server.messages import (
     GetStateRequest,
     ProcessFailed,
     ProcessReady,
-    ReqTokenOutput,
     SchedulerState,
-    TokenizedRequest,
 )
 from radixlm.runtime.server_args import ServerArgs
 
@@ -140,37 +140,15 @@ class SchedulerLoop:
         ipc.send(self.to_detokenizer, DetokenizeParams(
             tr.rid, list(p.stop), p.skip_special_tokens, p.spaces_between_special_tokens, p.no_stop_trim,
         ))
-        try:
-            self.scheduler.add_request(tr)
-        except ValueError as exc:
-            self.rejected.append(abort_output(tr.rid, str(exc), 400, len(tr.input_ids)))
-        except Exception as exc:  # a bug met by one request's input must not take the server down
-            logger.exception("adding request %s failed", tr.rid)
-            message = f"internal error in the scheduler: {exc!r}"
-            self.rejected.append(abort_output(tr.rid, message, 500, len(tr.input_ids)))
+        if (rejection := self.scheduler.try_add_request(tr)) is not None:
+            self.rejected.append(rejection)
 
     def _step(self) -> list[ReqTokenOutput]:
         try:
             return self.scheduler.step()
         except Exception as exc:
             logger.exception("scheduler step failed; failing the requests in flight")
-            return self._fail_in_flight(f"internal error in the scheduler: {exc!r}")
-
-    def _fail_in_flight(self, message: str) -> list[ReqTokenOutput]:
-        outputs, broken = self.scheduler.fail_in_flight(message)
-        outputs += [abort_output(rid, message, 500, 0) for rid in broken]
-        for o in outputs:
-            if o.finish_reason and o.finish_reason.get("type") == "abort":
-                o.finish_reason["status_code"] = 500
-        return outputs
-
-
-def abort_output(rid: str, message: str, status_code: int, prompt_tokens: int) -> ReqTokenOutput:
-    """A final output for a request that never ran (rejected) or whose state is lost."""
-    reason = {"type": "abort", "message": message, "status_code": status_code,
-              "err_type": "invalid_request_error" if status_code == 400 else "internal_error"}
-    return ReqTokenOutput(rid=rid, new_token_ids=[], finished=True, finish_reason=reason,
-                          prompt_tokens=prompt_tokens, completion_tokens=0, cached_tokens=0)
+            return self.scheduler.fail_in_flight(RequestError.internal(f"internal error in the scheduler: {exc!r}"))
 
 
 def check_kv_pool(sched: Scheduler) -> tuple[bool, bool]:

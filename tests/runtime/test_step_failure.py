@@ -8,8 +8,9 @@ from __future__ import annotations
 import pytest
 
 from radixlm.runtime.bootstrap import build_runtime
+from radixlm.runtime.errors import RequestError
 from radixlm.runtime.sampling.sampling_params import SamplingParams
-from radixlm.runtime.server.messages import TokenizedRequest
+from radixlm.runtime.scheduler.io import TokenizedRequest
 from radixlm.runtime.server_args import ServerArgs
 
 GREEDY = SamplingParams.from_dict({"max_new_tokens": 6, "temperature": 0, "ignore_eos": True})
@@ -66,13 +67,12 @@ def test_failed_step_frees_its_slots_and_answers_everyone(sched, prompts, tokeni
     fail_once(*target, monkeypatch)
     with pytest.raises(Boom):
         sched.step()
-    outputs, broken = sched.fail_in_flight("internal error")
+    outputs = sched.fail_in_flight(RequestError.internal("internal error"))
 
-    assert broken == []
     finished = {o.rid: o.finish_reason for o in outputs if o.finished}
     assert set(finished) == {f"r{i}" for i in range(6)}
-    assert finished["r5"]["message"] == "client went away"
-    assert all(r["type"] == "abort" for r in finished.values())
+    assert finished["r5"].message == "client went away"
+    assert all(r.type == "abort" for r in finished.values())
     assert sched.is_idle
     assert_everything_returned(sched)
     assert run_alone(sched, ids[0]) == expected

@@ -1,0 +1,40 @@
+"""The checks a request can only get where the model and the KV pool are known.
+
+Everything about a request's own fields is checked when its SamplingParams are built (the
+HTTP routes and the Engine do that before it reaches the scheduler); these need the model's
+vocabulary and context length and the pool's size. A failure is a `ValueError` whose
+message says what to change; the scheduler answers it as a 400.
+"""
+
+from __future__ import annotations
+
+from radixlm.runtime.scheduler.io import TokenizedRequest
+
+MAX_TOP_LOGPROBS = 20
+
+
+def check_request(tr: TokenizedRequest, vocab_size: int, context_len: int, pool_size: int) -> None:
+    n = len(tr.input_ids)
+    if n == 0:
+        raise ValueError("the prompt is empty: send at least one token of text or input_ids")
+    if any(not 0 <= t < vocab_size for t in tr.input_ids):
+        raise ValueError(f"input_ids must be token ids in [0, {vocab_size})")
+    max_new = tr.sampling_params.max_new_tokens
+    if n + max_new > context_len:
+        raise ValueError(
+            f"the prompt ({n} tokens) plus max_new_tokens ({max_new}) exceeds the context "
+            f"length of {context_len} tokens; shorten the prompt or lower max_new_tokens"
+        )
+    if n + max_new > pool_size:
+        raise ValueError(
+            f"the prompt plus max_new_tokens ({n + max_new} tokens) exceeds the KV pool "
+            f"({pool_size} tokens); raise --mem-fraction or lower max_new_tokens"
+        )
+    if tr.logprob_start_len >= n and tr.return_logprob:
+        raise ValueError(f"logprob_start_len ({tr.logprob_start_len}) must be < the prompt length ({n})")
+    if not 0 <= tr.top_logprobs_num <= MAX_TOP_LOGPROBS:
+        raise ValueError(f"top_logprobs_num must be in [0, {MAX_TOP_LOGPROBS}] (got {tr.top_logprobs_num})")
+    tr.sampling_params.check_vocab(vocab_size)
+    constraint = tr.sampling_params.constraint
+    if constraint is not None and constraint[0] not in ("regex", "json_schema", "choices"):
+        raise ValueError(f"{constraint[0]} constraints are not supported; use regex, json_schema or choices")
