@@ -1,4 +1,4 @@
-"""Engine: the in-process, offline driver of the runtime (no HTTP, no zmq; DESIGN §2).
+"""Engine: the in-process, offline driver of the runtime (no HTTP, no zmq).
 
 The scheduler loop runs in one background thread; any thread may submit. Results have the
 same shape as the server's `/generate` responses:
@@ -9,8 +9,16 @@ same shape as the server's `/generate` responses:
     engine.shutdown()
 
 Threads: callers tokenize and validate in their own thread (errors are raised there), then
-hand a TokenizedRequest to the loop thread through a queue; the loop steps the scheduler
-and routes each output to its request's handle (a queue of events).
+hand the loop thread a typed command (`_Add`, `_Abort`, `_Flush`, `_Call`, `_Stop`) through a
+queue; the loop steps the scheduler and routes each output to its request's handle (a queue
+of events and a future).
+
+Failures reach the caller as the server's `RequestError`s: a request the scheduler refuses
+raises its 400 (a `ValueError`) or, for any other exception while adding it, its 500 (a
+`RuntimeError`), and the loop keeps serving; a failed step fails every request in flight
+with a 500. A request the model fails on mid-way (NaN/inf logits) returns its partial
+result with an abort finish_reason, status_code 500. Nothing waits forever: when the loop
+stops (shutdown, or a bug in the loop itself) every pending future is failed.
 """
 
 from __future__ import annotations
@@ -19,15 +27,17 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 from radixlm.runtime.bootstrap import build_runtime
+from radixlm.runtime.errors import RequestError
 from radixlm.runtime.output.detokenizer import RequestDetokenizer
 from radixlm.runtime.output.response import ResponseBuilder
 from radixlm.runtime.sampling.sampling_params import SamplingParams
-from radixlm.runtime.server.messages import ReqTokenOutput, TokenizedRequest
+from radixlm.runtime.scheduler.io import ReqTokenOutput, TokenizedRequest
 from radixlm.runtime.server_args import ServerArgs
 
 logger = logging.getLogger(__name__)
@@ -35,6 +45,36 @@ logger = logging.getLogger(__name__)
 
 class EngineClosedError(RuntimeError):
     pass
+
+
+@dataclass
+class _Add:
+    request: TokenizedRequest
+    handle: _Handle
+
+
+@dataclass
+class _Abort:
+    rid: str
+
+
+@dataclass
+class _Flush:
+    reply: Future
+
+
+@dataclass
+class _Call:
+    fn: Callable[[Any], Any]
+    reply: Future
+
+
+@dataclass
+class _Stop:
+    pass
+
+
+_Command = _Add | _Abort | _Flush | _Call | _Stop
 
 
 class _Handle:
@@ -53,9 +93,8 @@ class _Handle:
         self.future: Future = Future()
 
     def on_output(self, out: ReqTokenOutput) -> None:
-        fr = out.finish_reason or {}
-        if fr.get("type") == "abort" and fr.get("status_code") == 400:
-            self.fail(ValueError(fr.get("message")))  # e.g. a constraint that does not compile
+        if out.error is not None and out.error.status < 500:  # e.g. a constraint that does not compile
+            self.fail(out.error)
             return
         self.detok.update(out.new_token_ids, out.finished, out.matched_stop)
         self.builder.add(out, self.detok.visible_text(out.finished))
@@ -82,6 +121,7 @@ class Engine:
         self._handles: dict[str, _Handle] = {}
         self._tok_lock = threading.Lock()
         self._closed = False
+        self._loop_done = False
         self._thread = threading.Thread(target=self._loop, name="radixlm-engine", daemon=True)
         self._thread.start()
 
@@ -95,8 +135,11 @@ class Engine:
         logprob_start_len: int = -1,
         top_logprobs_num: int = 0,
         return_text_in_logprobs: bool = False,
+        timeout: float | None = None,
     ) -> dict | list[dict]:
-        """Generate for one prompt (returns a dict) or a batch (returns a list, in order)."""
+        """Generate for one prompt (returns a dict) or a batch (returns a list, in order).
+        `timeout`: seconds to wait for the results (TimeoutError past it; None: until done
+        or the engine stops)."""
         prompts, batched = self._normalize_inputs(prompt, input_ids)
         params = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(prompts)
         if len(params) != len(prompts):
@@ -105,7 +148,7 @@ class Engine:
             self.submit(p, sp, return_logprob, logprob_start_len, top_logprobs_num, return_text_in_logprobs)
             for p, sp in zip(prompts, params)
         ]
-        results = [h.future.result() for h in handles]
+        results = [h.future.result(timeout) for h in handles]
         return results if batched else results[0]
 
     def generate_stream(self, prompt: str | list[int], sampling_params: dict | None = None,
@@ -145,28 +188,28 @@ class Engine:
         tr = TokenizedRequest(rid, ids, params, return_logprob, logprob_start_len, top_logprobs_num)
         self.scheduler.validate(tr)
         handle = _Handle(rid, params, self.tokenizer, return_logprob, return_text_in_logprobs)
-        self._inbox.put(("add", tr, handle))
+        self._put(_Add(tr, handle))
         return handle
 
     def abort(self, rid: str) -> None:
-        self._inbox.put(("abort", rid, None))
+        self._put(_Abort(rid))
 
-    def flush_cache(self) -> bool:
-        fut: Future = Future()
-        self._inbox.put(("flush", None, fut))
-        return fut.result()
+    def flush_cache(self, timeout: float | None = None) -> bool:
+        cmd = _Flush(Future())
+        self._put(cmd)
+        return cmd.reply.result(timeout)
 
-    def call_in_loop(self, fn) -> Any:
+    def call_in_loop(self, fn: Callable[[Any], Any], timeout: float | None = None) -> Any:
         """Run fn(scheduler) on the loop thread between steps (for tests and stats)."""
-        fut: Future = Future()
-        self._inbox.put(("call", fn, fut))
-        return fut.result()
+        cmd = _Call(fn, Future())
+        self._put(cmd)
+        return cmd.reply.result(timeout)
 
     def shutdown(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._inbox.put(("stop", None, None))
+        self._inbox.put(_Stop())
         self._thread.join(timeout=30)
 
     def __enter__(self) -> Engine:
@@ -201,49 +244,71 @@ class Engine:
             raise ValueError("input_ids must be integers")
         return list(prompt)
 
+    def _put(self, cmd: _Command) -> None:
+        self._inbox.put(cmd)
+        if self._loop_done:  # nobody would ever answer it (the loop drained before this put)
+            self._drain(EngineClosedError("the engine has been shut down"))
+
     def _loop(self) -> None:
-        sched = self.scheduler
+        error = EngineClosedError("the engine has been shut down")
+        try:
+            while self._run_once():
+                pass
+        except BaseException as exc:  # a bug in the loop itself: callers must not hang
+            logger.exception("the engine loop stopped")
+            error = EngineClosedError(f"the engine loop stopped: {exc!r}")
+        self._closed = self._loop_done = True  # before the drain: see _put
+        self._fail_all(error)
+        self._drain(error)
+
+    def _run_once(self) -> bool:
+        """Handle the queued commands (waiting for one only when idle), then one step."""
+        block = self.scheduler.is_idle
         while True:
             try:
-                block = sched.is_idle
-                while True:
-                    cmd = self._inbox.get(block=block)
-                    block = False
-                    if self._handle_command(cmd):
-                        self._fail_all(EngineClosedError("the engine has been shut down"))
-                        return
-                    if self._inbox.empty():
-                        break
+                cmd = self._inbox.get(block=block)
             except queue.Empty:
-                pass
-            try:
-                for out in sched.step():
-                    self._route(out)
-            except Exception as exc:  # a bug must not hang callers: fail everything in flight
-                logger.exception("scheduler step failed")
-                self._fail_all(RuntimeError(f"scheduler step failed: {exc!r}"))
-                sched.fail_in_flight("internal error")
+                break
+            if isinstance(cmd, _Stop):
+                return False
+            self._handle(cmd)
+            block = False
+        self._step()
+        return True
 
-    def _handle_command(self, cmd) -> bool:
-        kind, arg, extra = cmd
-        if kind == "add":
-            self._handles[arg.rid] = extra
-            try:
-                self.scheduler.add_request(arg)
-            except ValueError as exc:
-                self._handles.pop(arg.rid).fail(exc)
-        elif kind == "abort":
-            self.scheduler.abort(arg, "aborted by the caller")
-        elif kind == "flush":
-            extra.set_result(self.scheduler.flush_cache())
-        elif kind == "call":
-            try:
-                extra.set_result(arg(self.scheduler))
-            except Exception as exc:
-                extra.set_exception(exc)
-        elif kind == "stop":
-            return True
-        return False
+    def _handle(self, cmd: _Command) -> None:
+        """One command; whatever it raises fails that command only."""
+        try:
+            if isinstance(cmd, _Add):
+                self._add(cmd)
+            elif isinstance(cmd, _Abort):
+                self.scheduler.abort(cmd.rid, "aborted by the caller")
+            elif isinstance(cmd, _Flush):
+                cmd.reply.set_result(self.scheduler.flush_cache())
+            elif isinstance(cmd, _Call):
+                cmd.reply.set_result(cmd.fn(self.scheduler))
+        except Exception as exc:
+            if isinstance(cmd, _Add):
+                logger.exception("adding request %s failed", cmd.request.rid)
+            _reject(cmd, exc)
+
+    def _add(self, cmd: _Add) -> None:
+        rid = cmd.request.rid
+        self._handles[rid] = cmd.handle
+        if (rejection := self.scheduler.try_add_request(cmd.request)) is not None:
+            self._handles.pop(rid).fail(rejection.error)  # the same error the server answers
+
+    def _step(self) -> None:
+        try:
+            outputs = self.scheduler.step()
+        except Exception as exc:  # fail everything in flight, as the server does, and go on
+            logger.exception("scheduler step failed")
+            error = RequestError.internal(f"internal error in the scheduler: {exc!r}")
+            self._fail_all(error)
+            self.scheduler.fail_in_flight(error)
+            return
+        for out in outputs:
+            self._route(out)
 
     def _route(self, out: ReqTokenOutput) -> None:
         handle = self._handles.get(out.rid)
@@ -257,3 +322,18 @@ class Engine:
         for handle in self._handles.values():
             handle.fail(exc)
         self._handles.clear()
+
+    def _drain(self, exc: BaseException) -> None:
+        """Fail every command still queued (the loop will not run them)."""
+        while True:
+            try:
+                _reject(self._inbox.get_nowait(), exc)
+            except queue.Empty:
+                return
+
+
+def _reject(cmd: _Command, exc: BaseException) -> None:
+    if isinstance(cmd, _Add):
+        cmd.handle.fail(exc)
+    elif isinstance(cmd, (_Flush, _Call)) and not cmd.reply.done():
+        cmd.reply.set_exception(exc)
