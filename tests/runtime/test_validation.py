@@ -3,9 +3,12 @@ and the JSON-schema fragment /openapi.json gets from it."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jsonschema
 import pytest
 
+from radixlm.runtime.sampling.sampling_params import FIELD_RULES, SamplingParams
 from radixlm.runtime.validation import Bool, Int, ListOf, Number, Object, Str
 
 
@@ -154,3 +157,27 @@ def test_schema_accepts_every_value_the_rule_accepts(rule):
         except ValueError:
             continue
         jsonschema.validate(value, rule.schema())
+
+
+# ---- the sampling parameters' table -------------------------------------------------------
+
+def test_sampling_errors_name_the_field_as_the_client_sent_it():
+    with pytest.raises(ValueError, match=r"^seed must be an integer \(got '1'\)$"):
+        SamplingParams.from_dict({"sampling_seed": "1"}, names={"sampling_seed": "seed"})
+    with pytest.raises(ValueError, match=r"^min_tokens \(3\) must be <= max_tokens \(1\)$"):
+        SamplingParams.from_dict({"min_new_tokens": 3, "max_new_tokens": 1},
+                                 names={"min_new_tokens": "min_tokens", "max_new_tokens": "max_tokens"})
+
+
+def test_every_sampling_field_but_the_constraints_has_a_rule():
+    constraints = {"regex", "json_schema", "ebnf", "structural_tag", "choices"}
+    assert set(FIELD_RULES) == {f.name for f in dataclasses.fields(SamplingParams)} - constraints
+
+
+@pytest.mark.parametrize("name", sorted(FIELD_RULES))
+def test_each_field_default_passes_its_rule_and_its_schema(name):
+    """The schema /openapi.json shows for a field accepts what SamplingParams() holds."""
+    default = getattr(SamplingParams(), name)
+    rule = FIELD_RULES[name]
+    assert rule.check(name, default) == default
+    jsonschema.validate(default, rule.schema())
