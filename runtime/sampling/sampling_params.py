@@ -80,6 +80,9 @@ class SamplingParams:
         stop string -> [it], top_k -1 or 0 -> all tokens, an empty constraint -> none, a
         json_schema object -> text."""
         names = names or {}
+        # Before the rules, as always: what equals -1 or 0 (0.0, -1.0, false) means all tokens.
+        if self.top_k in (-1, 0):
+            self.top_k = TOP_K_ALL
         for name, rule in FIELD_RULES.items():
             value = rule.check(names.get(name, name), getattr(self, name), _default(name))
             setattr(self, name, value)
@@ -115,8 +118,6 @@ class SamplingParams:
             )
 
     def _canonicalize(self) -> None:
-        if self.top_k in (-1, 0):
-            self.top_k = TOP_K_ALL
         for name in ("regex", "json_schema", "ebnf", "structural_tag"):
             if getattr(self, name) == "":
                 setattr(self, name, None)
