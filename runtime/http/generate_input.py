@@ -19,6 +19,18 @@ from typing import Any
 
 from radixlm.runtime.http.request_fields import GENERATE_FIELDS, check_fields
 from radixlm.runtime.sampling.sampling_params import SamplingParams
+from radixlm.runtime.validation import Bool, Int, Rule
+
+# The top-level fields besides the prompt, rid and sampling_params (openapi_spec.py describes
+# them from here). Those in PER_PROMPT may also be a list with one entry per prompt.
+FIELD_RULES: dict[str, Rule] = {
+    "stream": Bool(),
+    "return_logprob": Bool(description="return logprobs"),
+    "logprob_start_len": Int(description="first prompt position with logprobs (-1: none)"),
+    "top_logprobs_num": Int(lo=0, hi=20, description="top logprobs per position"),
+    "return_text_in_logprobs": Bool(),
+}
+PER_PROMPT = frozenset({"return_logprob", "logprob_start_len", "top_logprobs_num"})
 
 
 @dataclass
@@ -53,19 +65,19 @@ def parse_generate(body: Any) -> GenerateBatch:
     n = max(p.n for p in params)
     is_batch = is_batch or n > 1
     rids = _rids(body.get("rid"), k * n, n)
-    logprob = _per_item(body, "return_logprob", False, k)
-    start = _per_item(body, "logprob_start_len", -1, k)
-    top = _per_item(body, "top_logprobs_num", 0, k)
-    text_in_lp = _typed(body.get("return_text_in_logprobs"), bool, "return_text_in_logprobs", False)
+    logprob = _per_prompt(body, "return_logprob", False, k)
+    start = _per_prompt(body, "logprob_start_len", -1, k)
+    top = _per_prompt(body, "top_logprobs_num", 0, k)
+    text_in_lp = _field(body, "return_text_in_logprobs", False)
     specs = []
     for i, prompt in enumerate(prompts):
         for j in range(params[i].n):
             spec = RequestSpec(
                 rid=rids[i * n + j],
                 params=dataclasses.replace(params[i], n=1),
-                return_logprob=_typed(logprob[i], bool, "return_logprob", False),
-                logprob_start_len=_typed(start[i], int, "logprob_start_len", -1),
-                top_logprobs_num=_typed(top[i], int, "top_logprobs_num", 0),
+                return_logprob=logprob[i],
+                logprob_start_len=start[i],
+                top_logprobs_num=top[i],
                 return_text_in_logprobs=text_in_lp,
             )
             if isinstance(prompt, str):
@@ -73,7 +85,7 @@ def parse_generate(body: Any) -> GenerateBatch:
             else:
                 spec.input_ids = prompt
             specs.append(spec)
-    stream = _typed(body.get("stream"), bool, "stream", False)
+    stream = _field(body, "stream", False)
     return GenerateBatch(specs, is_batch, stream)
 
 
@@ -116,6 +128,15 @@ def _per_item(body: dict, key: str, default: Any, k: int) -> list:
     return [value] * k
 
 
+def _field(body: dict, key: str, default: Any) -> Any:
+    return FIELD_RULES[key].check(key, body.get(key), default)
+
+
+def _per_prompt(body: dict, key: str, default: Any, k: int) -> list:
+    """A checked field with one value per prompt (shared, or given as a list)."""
+    return [FIELD_RULES[key].check(key, v, default) for v in _per_item(body, key, None, k)]
+
+
 def _rids(rid: Any, count: int, n: int) -> list[str]:
     if rid is None:
         return [uuid.uuid4().hex for _ in range(count)]
@@ -127,13 +148,3 @@ def _rids(rid: Any, count: int, n: int) -> list[str]:
         return rid if n == 1 else [f"{r}_{j}" for r in rid for j in range(n)]
     raise ValueError("rid must be a string or a list of strings")
 
-
-def _typed(value: Any, typ: type, name: str, default: Any) -> Any:
-    """`value` checked to be a `typ` (0 or "" is not false); null means `default`."""
-    if value is None:
-        return default
-    if typ is int and isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-        raise ValueError(f"{name} must be {'an integer' if typ is int else 'a boolean'} (got {value!r})")
-    return value

@@ -38,6 +38,7 @@ from radixlm.runtime.http.request_lifecycle import (
 from radixlm.runtime.sampling.sampling_params import SamplingParams
 from radixlm.runtime.server.tokenizer_manager import ReqState, TokenizerManager
 from radixlm.runtime.server_args import ServerArgs
+from radixlm.runtime.validation import Bool, Int, Rule
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 # OpenAI name -> SamplingParams name, for the fields both endpoints accept.
@@ -53,6 +54,22 @@ SAMPLING_FIELDS = {
     "ebnf": "ebnf",
 }
 FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "abort"}
+# The routes' own fields (openapi_spec.py describes them from here; the SAMPLING_FIELDS are
+# SamplingParams'). Unlike the sampling parameters, these integers refuse 5.0, as they always have.
+_COMMON_RULES: dict[str, Rule] = {"n": Int(lo=1, hi=128, integral_float=False), "stream": Bool()}
+COMPLETION_RULES: dict[str, Rule] = {
+    **_COMMON_RULES,
+    "max_tokens": Int(lo=0, integral_float=False, description="default 16; 0 only with echo (scores the prompt)"),
+    "logprobs": Int(lo=0, hi=20, integral_float=False),
+    "echo": Bool(description="prepend the prompt (and its logprobs)"),
+}
+CHAT_RULES: dict[str, Rule] = {
+    **_COMMON_RULES,
+    "max_tokens": Int(lo=0, integral_float=False, description="default: as much as fits the context"),
+    "max_completion_tokens": Int(lo=0, integral_float=False, description="overrides max_tokens"),
+    "logprobs": Bool(),
+    "top_logprobs": Int(lo=0, hi=20, integral_float=False),
+}
 _COMMON_FIELDS = {"n", "stream", "stream_options", "response_format", "tools", "tool_choice", *SAMPLING_FIELDS}
 COMPLETION_FIELDS = openai_policy(
     "/v1/completions", _COMMON_FIELDS | {"prompt", "max_tokens", "logprobs", "echo", "suffix"},
@@ -91,34 +108,29 @@ def _check_unsupported(body: dict) -> None:
         raise ValueError("suffix is not supported yet")
 
 
-def _sampling_params(body: dict, max_tokens: Any) -> SamplingParams:
+def _sampling_params(body: dict, max_tokens: int | None, max_tokens_name: str) -> SamplingParams:
     d = {ours: body[theirs] for theirs, ours in SAMPLING_FIELDS.items() if body.get(theirs) is not None}
+    names = {ours: theirs for theirs, ours in SAMPLING_FIELDS.items()}  # errors name the client's field
     if max_tokens is not None:
         d["max_new_tokens"] = max_tokens
+        names["max_new_tokens"] = max_tokens_name
     if (schema := response_format_schema(body.get("response_format"))) is not None:
         d["json_schema"] = schema
-    return SamplingParams.from_dict(d)
+        names["json_schema"] = "response_format"
+    return SamplingParams.from_dict(d, names)
 
 
-def _int_field(body: dict, name: str, default: int, lo: int, hi: int) -> int:
-    v = body.get(name)
-    if v is None:
-        return default
-    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        raise ValueError(f"{name} must be an integer in [{lo}, {hi}] (got {v!r})")
-    return v
+def _field(body: dict, rules: dict[str, Rule], name: str, default: Any = None) -> Any:
+    return rules[name].check(name, body.get(name), default)
 
 
-def _max_tokens(body: dict, names: tuple[str, ...], lo: int) -> int | None:
-    """The first of OpenAI's length fields `names` that is given; None if all are absent or null."""
+def _max_tokens(body: dict, rules: dict[str, Rule], names: tuple[str, ...]) -> tuple[int | None, str]:
+    """The first of OpenAI's length fields `names` that is given (None if all are absent or
+    null), and its name."""
     for name in names:
-        v = body.get(name)
-        if v is None:
-            continue
-        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo} (got {v!r})")
-        return v
-    return None
+        if (v := _field(body, rules, name)) is not None:
+            return v, name
+    return None, names[-1]
 
 
 def _finish(meta: dict) -> tuple[str | None, Any]:
@@ -158,15 +170,6 @@ def _with_prompt_logprobs(meta: dict, entries: list, top: list | None) -> tuple[
         return p_entries + entries, None
     p_top = meta.get("input_top_logprobs") or [None] * len(p_entries)
     return p_entries + entries, p_top + (top or [])
-
-
-def _bool_field(body: dict, name: str) -> bool:
-    v = body.get(name)
-    if v is None:
-        return False
-    if not isinstance(v, bool):
-        raise ValueError(f"{name} must be a boolean (got {v!r})")
-    return v
 
 
 def chat_logprobs(entries: list, top: list | None) -> dict:
@@ -256,14 +259,13 @@ class OpenAIApi:
     async def completions(self, request: Request) -> Response:
         body = await self._body(request, COMPLETION_FIELDS)
         prompts = _completion_prompts(body.get("prompt"))
-        echo = _bool_field(body, "echo")
-        max_tokens = _max_tokens(body, ("max_tokens",), lo=0 if echo else 1)
-        params = _sampling_params(body, COMPLETIONS_DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens)
-        n = _int_field(body, "n", 1, 1, 128)
-        logprobs = body.get("logprobs")
-        if logprobs is not None and (not isinstance(logprobs, int) or isinstance(logprobs, bool)
-                                     or not 0 <= logprobs <= 20):
-            raise ValueError(f"logprobs must be an integer in [0, 20] (got {logprobs!r})")
+        echo = _field(body, COMPLETION_RULES, "echo", False)
+        max_tokens, name = _max_tokens(body, COMPLETION_RULES, ("max_tokens",))
+        if max_tokens == 0 and not echo:  # nothing to return: only echo makes 0 useful
+            raise ValueError("max_tokens must be >= 1 unless echo is true (got 0)")
+        params = _sampling_params(body, COMPLETIONS_DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens, name)
+        n = _field(body, COMPLETION_RULES, "n", 1)
+        logprobs = _field(body, COMPLETION_RULES, "logprobs")
         specs = [
             RequestSpec(rid=uuid.uuid4().hex, params=params,
                         text=p if isinstance(p, str) else None,
@@ -282,16 +284,14 @@ class OpenAIApi:
     async def chat_completions(self, request: Request) -> Response:
         body = await self._body(request, CHAT_FIELDS)
         ids = self._chat_prompt_ids(body.get("messages"))
-        max_tokens = _max_tokens(body, ("max_completion_tokens", "max_tokens"), lo=0)
+        max_tokens, name = _max_tokens(body, CHAT_RULES, ("max_completion_tokens", "max_tokens"))
         if max_tokens is None:  # as much as fits, like OpenAI (bounded by the context and the pool)
             room = min(self.tm.scheduler_info.get("context_len", 0), self.tm.scheduler_info.get("kv_pool_size", 0))
             max_tokens = max(room - len(ids), 1)
-        params = _sampling_params(body, max_tokens)
-        n = _int_field(body, "n", 1, 1, 128)
-        want = False if body.get("logprobs") is None else body["logprobs"]
-        if not isinstance(want, bool):
-            raise ValueError(f"logprobs must be a boolean (got {want!r})")
-        top = _int_field(body, "top_logprobs", 0, 0, 20)
+        params = _sampling_params(body, max_tokens, name)
+        n = _field(body, CHAT_RULES, "n", 1)
+        want = _field(body, CHAT_RULES, "logprobs", False)
+        top = _field(body, CHAT_RULES, "top_logprobs", 0)
         specs = [RequestSpec(rid=uuid.uuid4().hex, params=params, input_ids=ids, return_logprob=want,
                              top_logprobs_num=top if want else 0, return_text_in_logprobs=True)
                  for _ in range(n)]
@@ -311,9 +311,7 @@ class OpenAIApi:
     # ---- shared -------------------------------------------------------------------------
     async def _run(self, request: Request, body: dict, specs: list[RequestSpec], n: int,
                    chat: bool, echoes: list[str] | None = None) -> Response:
-        stream = False if body.get("stream") is None else body["stream"]
-        if not isinstance(stream, bool):
-            raise ValueError(f"stream must be a boolean (got {stream!r})")
+        stream = _field(body, _COMMON_RULES, "stream", False)
         want_logprobs = specs[0].return_logprob
         if stream:
             opts = body.get("stream_options") or {}

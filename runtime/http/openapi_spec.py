@@ -2,14 +2,16 @@
 
     spec = build_openapi(version="0.1.0", api_key=True, max_body_size=16 << 20)
 
-It describes what the validators accept, not what we wish they did: the request schemas
-follow `generate_input.py`, `openai_api.py` and `SamplingParams.validate` field by field
-(types, ranges, list-or-scalar forms, `null` meaning "the default"), and a change there must
-change this file too; tests/server/test_openapi_fuzz.py fuzzes the server against it. Checks
-that need the model or the request as a whole are in the descriptions instead (the prompt
-plus max_new_tokens must fit the context, token ids must be in the vocabulary, at most one
-constraint). Unknown top-level keys are ignored, as SGLang does; unknown `sampling_params`
-keys are a 400.
+It describes what the validators accept, not what we wish they did. Most request fields are
+checked by a rule (runtime/validation.py) in a table beside their validator: the sampling
+parameters' FIELD_RULES, generate_input's FIELD_RULES, openai_api's COMPLETION_RULES and
+CHAT_RULES; their schemas here are those rules' own. What has no rule (prompts, messages,
+response formats, the grammar constraints, rid) is written here and must follow its
+validator by hand; tests/server/test_openapi_fuzz.py fuzzes the server against the whole.
+Checks that need the model or the request as a whole are in the descriptions instead (the
+prompt plus max_new_tokens must fit the context, token ids must be in the vocabulary, at
+most one constraint). An unknown top-level key is a 400 (request_fields.py), and so is an
+unknown `sampling_params` key.
 """
 
 from __future__ import annotations
@@ -17,12 +19,18 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from radixlm.runtime.http import generate_input
 from radixlm.runtime.http.common import FILE_FIELDS, OPEN_PATHS
-from radixlm.runtime.http.openai_api import CHAT_FIELDS, COMPLETION_FIELDS
+from radixlm.runtime.http.openai_api import (
+    CHAT_FIELDS,
+    CHAT_RULES,
+    COMPLETION_FIELDS,
+    COMPLETION_RULES,
+    SAMPLING_FIELDS,
+)
 from radixlm.runtime.http.request_fields import GENERATE_FIELDS, FieldPolicy
-
-Schema = dict[str, Any]
-INT64 = {"minimum": -(1 << 63), "maximum": (1 << 63) - 1}
+from radixlm.runtime.sampling import sampling_params
+from radixlm.runtime.validation import Rule, Schema
 
 
 def build_openapi(version: str, api_key: bool, max_body_size: int) -> dict:
@@ -75,15 +83,6 @@ def _int(lo: int | None = None, hi: int | None = None, **extra: Any) -> Schema:
     return s
 
 
-def _num(lo: float | None = None, hi: float | None = None, lo_open: bool = False, **extra: Any) -> Schema:
-    s: Schema = {"type": "number", **extra}
-    if lo is not None:
-        s["exclusiveMinimum" if lo_open else "minimum"] = lo
-    if hi is not None:
-        s["maximum"] = hi
-    return s
-
-
 def _list(items: Schema, min_items: int = 0, max_items: int | None = None) -> Schema:
     s: Schema = {"type": "array", "items": items}
     if min_items:
@@ -93,9 +92,14 @@ def _list(items: Schema, min_items: int = 0, max_items: int | None = None) -> Sc
     return s
 
 
-def _one_or_list(schema: Schema, what: str) -> Schema:
-    """A value shared by the batch, or a list with one entry per prompt (generate_input._per_item)."""
-    return _nullable({"anyOf": [schema, _list(schema)], "description": f"{what}; or a list, one per prompt"})
+def _rule_schemas(rules: dict[str, Rule]) -> dict[str, Schema]:
+    return {name: rule.schema() for name, rule in rules.items()}
+
+
+def _per_prompt(schema: Schema, what: str) -> Schema:
+    """A value shared by the batch, or a list with one entry per prompt (generate_input._per_item);
+    `schema` allows null, which means the default, alone or as an entry."""
+    return {"anyOf": [schema, _list(schema)], "description": f"{what}; or a list, one per prompt"}
 
 
 def _no_file_fields() -> dict[str, Schema]:
@@ -161,66 +165,41 @@ def _error_schema() -> Schema:
 
 # ---- request schemas ----------------------------------------------------------------------
 
-def _stop_strings(max_len: int | None = None) -> Schema:
-    one: Schema = {"type": "string", "minLength": 1} if max_len is None else {"type": "string", "maxLength": max_len}
-    return _nullable({"anyOf": [one, _list(one, max_items=32)]})
-
-
 def _token_ids(min_items: int = 0) -> Schema:
     return _list(_int(0, description="a token id (< the vocabulary size)"), min_items=min_items)
 
 
-def _logit_bias() -> Schema:
-    return _nullable({"type": "object", "propertyNames": {"pattern": "^[0-9]+$"},
-                      "additionalProperties": _num(-100, 100),
-                      "description": "token id (as a string, in the vocabulary) -> bias"})
-
-
-def _json_schema_param() -> Schema:
-    return _nullable({"type": ["string", "object"],
-                      "description": "a JSON schema (as a string, or an object); \"\" means none"})
-
-
-def _sampling_fields() -> dict[str, Schema]:
-    """SamplingParams fields shared by /generate and the OpenAI routes (same checks)."""
+def _constraint_fields() -> dict[str, Schema]:
+    """The grammar constraints: checked when compiled (runtime/constrained), so no rule."""
+    unsupported = {"type": "string", "maxLength": 0, "description": "not supported: only \"\" or null"}
     return {
-        "temperature": _nullable(_num(0, description="below 1e-6 means greedy")),
-        "top_p": _nullable(_num(0, 1, lo_open=True)),
-        "top_k": _nullable(_int(-1, description="-1 or 0: all tokens")),
-        "min_p": _nullable(_num(0, 1)),
-        "frequency_penalty": _nullable(_num(-2, 2)),
-        "presence_penalty": _nullable(_num(-2, 2)),
-        "repetition_penalty": _nullable(_num(1e-6, 2)),
-        "stop": _stop_strings(),
-        "stop_token_ids": _nullable(_token_ids()),
-        "stop_regex": _stop_strings(max_len=256),
-        "ignore_eos": _nullable({"type": "boolean"}),
-        "skip_special_tokens": _nullable({"type": "boolean"}),
-        "no_stop_trim": _nullable({"type": "boolean"}),
-        "logit_bias": _logit_bias(),
         "regex": _nullable({"type": "string", "description": "\"\" means none"}),
-        "json_schema": _json_schema_param(),
-        "ebnf": _nullable({"type": "string", "maxLength": 0, "description": "not supported: only \"\" or null"}),
+        "json_schema": _nullable({"type": ["string", "object"],
+                                  "description": "a JSON schema (as a string, or an object); \"\" means none"}),
+        "ebnf": _nullable(dict(unsupported)),
+        "structural_tag": _nullable(dict(unsupported)),
+        "choices": _nullable(_list({"type": "string", "minLength": 1}, min_items=1)),
     }
 
 
+def _sampling_fields() -> dict[str, Schema]:
+    """Every SamplingParams field, by its own name."""
+    return {**_rule_schemas(sampling_params.FIELD_RULES), **_constraint_fields()}
+
+
 def _sampling_params() -> Schema:
-    fields = _sampling_fields()
-    fields.update({
-        "max_new_tokens": _nullable(_int(0, description="default 128; 0 = prefill only")),
-        "min_new_tokens": _nullable(_int(0, description="at most max_new_tokens")),
-        "n": _nullable(_int(1, 128)),
-        "spaces_between_special_tokens": _nullable({"type": "boolean"}),
-        "structural_tag": _nullable({"type": "string", "maxLength": 0,
-                                     "description": "not supported: only \"\" or null"}),
-        "choices": _nullable(_list({"type": "string", "minLength": 1}, min_items=1)),
-        "sampling_seed": _nullable(_int(**INT64)),
-        "stream_interval": _nullable(_int(1)),
-        "custom_params": _nullable({"type": "object"}),
-    })
-    return {"type": "object", "properties": fields, "additionalProperties": False,
+    return {"type": "object", "properties": _sampling_fields(), "additionalProperties": False,
             "description": "At most one of regex, json_schema, choices. The prompt plus max_new_tokens "
                            "must fit the context length and the KV pool."}
+
+
+def _generate_fields() -> dict[str, Schema]:
+    """generate_input's own fields; those it reads per prompt may be a list, one per prompt."""
+    out = {}
+    for name, rule in generate_input.FIELD_RULES.items():
+        schema = rule.schema()
+        out[name] = _per_prompt(schema, rule.description) if name in generate_input.PER_PROMPT else schema
+    return out
 
 
 def _generate_request() -> Schema:
@@ -238,32 +217,27 @@ def _generate_request() -> Schema:
             **_policy_fields(GENERATE_FIELDS),
             **_no_file_fields(),
             **prompts,
+            **_generate_fields(),
             "rid": _nullable({"anyOf": [{"type": "string"}, _list({"type": "string"})],
                               "description": "request id(s); a string is a prefix for a batch"}),
-            "stream": _nullable({"type": "boolean"}),
-            "sampling_params": _one_or_list(_ref("SamplingParams"), "sampling parameters"),
-            "return_logprob": _one_or_list({"type": "boolean"}, "return logprobs"),
-            "logprob_start_len": _one_or_list(_int(), "first prompt position with logprobs (-1: none)"),
-            "top_logprobs_num": _one_or_list(_int(0, 20), "top logprobs per position"),
-            "return_text_in_logprobs": _nullable({"type": "boolean"}),
+            "sampling_params": _per_prompt(_nullable(_ref("SamplingParams")), "sampling parameters"),
         },
     }
 
 
-def _openai_common(policy: FieldPolicy) -> dict[str, Schema]:
-    """Fields both OpenAI routes read (openai_api.py); an unknown key is a 400."""
+def _openai_common(policy: FieldPolicy, rules: dict[str, Rule]) -> dict[str, Schema]:
+    """Fields of an OpenAI route (openai_api.py): `rules` are its own, the sampling fields are
+    SamplingParams' under their OpenAI names. An unknown key is a 400."""
+    sampling = _sampling_fields()
     return {
         **_policy_fields(policy),
         "model": {"description": "ignored: the server serves one model"},
-        "n": _nullable(_int(1, 128)),
-        "stream": _nullable({"type": "boolean"}),
         "stream_options": _nullable({"type": "object", "properties": {"include_usage": {}}}),
-        "seed": _nullable(_int(**INT64)),
-        "min_tokens": _nullable(_int(0)),
         "response_format": _nullable({"anyOf": [_ref("ResponseFormatSimple"), _ref("ResponseFormatJsonSchema")]}),
         "tools": {"description": "refused when non-empty (unless tool_choice is \"none\")"},
         "tool_choice": {},
-        **_sampling_fields(),
+        **{theirs: sampling[ours] for theirs, ours in SAMPLING_FIELDS.items()},
+        **_rule_schemas(rules),
         **_no_file_fields(),
     }
 
@@ -275,12 +249,9 @@ def _completion_request() -> Schema:
         "required": ["prompt"],
         "additionalProperties": False,
         "properties": {
-            **_openai_common(COMPLETION_FIELDS),
+            **_openai_common(COMPLETION_FIELDS, COMPLETION_RULES),
             "prompt": {"anyOf": [{"type": "string"}, ids,
                                  _list({"anyOf": [{"type": "string"}, ids]}, min_items=1)]},
-            "max_tokens": _nullable(_int(0, description="default 16; 0 only with echo (scores the prompt)")),
-            "logprobs": _nullable(_int(0, 20)),
-            "echo": _nullable({"type": "boolean", "description": "prepend the prompt (and its logprobs)"}),
             "suffix": _nullable({"type": "string", "maxLength": 0, "description": "suffix is not supported"}),
         },
     }
@@ -303,12 +274,8 @@ def _chat_request() -> Schema:
         "required": ["messages"],
         "additionalProperties": False,
         "properties": {
-            **_openai_common(CHAT_FIELDS),
+            **_openai_common(CHAT_FIELDS, CHAT_RULES),
             "messages": _list(_ref("ChatMessage"), min_items=1),
-            "max_tokens": _nullable(_int(0, description="default: as much as fits the context")),
-            "max_completion_tokens": _nullable(_int(0, description="overrides max_tokens")),
-            "logprobs": _nullable({"type": "boolean"}),
-            "top_logprobs": _nullable(_int(0, 20)),
         },
     }
 

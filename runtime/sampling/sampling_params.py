@@ -3,20 +3,28 @@
 Field names and defaults follow SGLang's `sampling_params` wire object
 (shared/reference/wire-protocol.md B.7), so a JSON body maps onto this dataclass 1:1.
 `from_dict` rejects unknown keys; `validate` raises ValueError naming the field and the
-allowed range. `null` for a field means "use the default".
+allowed range. `null` for a field means "use the default". Each field's own check is a rule
+in FIELD_RULES (runtime/validation.py), which /openapi.json also describes the fields from;
+the checks across fields are code in `validate`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
+import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from radixlm.runtime.validation import Bool, Int, ListOf, Number, Object, Rule, Str
 
 TOP_K_ALL = 1 << 30
 GREEDY_TEMPERATURE = 1e-6
 MAX_STOP_STRINGS = 32
+MAX_STOP_REGEX_BYTES = 256
 MIN_REPETITION_PENALTY = 1e-6
+CONSTRAINT_KINDS = ("regex", "json_schema", "ebnf", "structural_tag", "choices")
 
 
 @dataclass
@@ -49,8 +57,12 @@ class SamplingParams:
     custom_params: dict | None = None
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> SamplingParams:
-        """Build from a JSON-like dict: unknown keys are a ValueError, nulls mean default."""
+    def from_dict(
+        cls, d: dict[str, Any] | None, names: Mapping[str, str] | None = None
+    ) -> SamplingParams:
+        """Build from a JSON-like dict: unknown keys are a ValueError, nulls mean default.
+        `names` maps a field to the name the client sent it under (the OpenAI routes' `seed`
+        is our `sampling_seed`), so that an error names what the client wrote."""
         d = dict(d or {})
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
@@ -59,91 +71,58 @@ class SamplingParams:
                 f"unknown sampling parameter {unknown[0]!r}; expected one of: {', '.join(sorted(known))}"
             )
         params = cls(**{k: v for k, v in d.items() if v is not None})
-        params.normalize()
-        params.validate()
+        params.validate(names)
         return params
 
-    def normalize(self) -> None:
-        """Accept the wire protocol's loose forms: a bare stop string, top_k -1, empty regex."""
-        self.stop = _as_list("stop", self.stop, bare_string=True)
-        self.stop_token_ids = _as_list("stop_token_ids", self.stop_token_ids, bare_string=False)
-        self.stop_regex = _as_list("stop_regex", self.stop_regex, bare_string=True)
-        for name in ("max_new_tokens", "min_new_tokens", "n", "top_k", "sampling_seed", "stream_interval"):
-            v = getattr(self, name)
-            if isinstance(v, float) and v.is_integer():
-                setattr(self, name, int(v))
-        if self.top_k == -1 or self.top_k == 0:
+    def validate(self, names: Mapping[str, str] | None = None) -> None:
+        """Check every field, ValueError naming the first bad one (as `names` calls it), and put
+        the wire protocol's loose forms into canonical ones: None -> the default, 5.0 -> 5, a bare
+        stop string -> [it], top_k -1 or 0 -> all tokens, an empty constraint -> none, a
+        json_schema object -> text."""
+        names = names or {}
+        # Before the rules, as always: what equals -1 or 0 (0.0, -1.0, false) means all tokens.
+        if self.top_k in (-1, 0):
             self.top_k = TOP_K_ALL
+        for name, rule in FIELD_RULES.items():
+            value = rule.check(names.get(name, name), getattr(self, name), _default(name))
+            setattr(self, name, value)
+        self._canonicalize()
+        self._check_across_fields(names)
+
+    def _check_across_fields(self, names: Mapping[str, str]) -> None:
+        """The checks that are code rather than rules: across fields, or beyond what a JSON
+        schema can state (a stop_regex compiles, a logit_bias key parses as a token id)."""
+
+        def shown(name: str) -> str:
+            return names.get(name, name)
+
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(f"{shown('min_new_tokens')} ({self.min_new_tokens}) must be <= "
+                             f"{shown('max_new_tokens')} ({self.max_new_tokens})")
+        for r in self.stop_regex:
+            try:
+                re.compile(r)
+            except re.error as e:
+                raise ValueError(f"invalid {shown('stop_regex')} {r!r}: {e}") from None
+        for k in self.logit_bias:
+            try:
+                int(k)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{shown('logit_bias')} keys must be token ids (got {k!r})"
+                ) from None
+        constraints = [shown(n) for n in CONSTRAINT_KINDS if getattr(self, n) is not None]
+        if len(constraints) > 1:
+            raise ValueError(
+                f"only one of {', '.join(CONSTRAINT_KINDS)} may be set (got {', '.join(constraints)})"
+            )
+
+    def _canonicalize(self) -> None:
         for name in ("regex", "json_schema", "ebnf", "structural_tag"):
             if getattr(self, name) == "":
                 setattr(self, name, None)
         if isinstance(self.json_schema, dict):
-            import json
-
             self.json_schema = json.dumps(self.json_schema)
-
-    def validate(self) -> None:
-        _check_int("max_new_tokens", self.max_new_tokens, lo=0)
-        _check_int("min_new_tokens", self.min_new_tokens, lo=0)
-        if self.min_new_tokens > self.max_new_tokens:
-            raise ValueError(
-                f"min_new_tokens ({self.min_new_tokens}) must be <= max_new_tokens ({self.max_new_tokens})"
-            )
-        _check_int("n", self.n, lo=1, hi=128)
-        _check_float("temperature", self.temperature, lo=0.0)
-        _check_float("top_p", self.top_p, lo=0.0, lo_open=True, hi=1.0)
-        _check_int("top_k", self.top_k, lo=1)
-        _check_float("min_p", self.min_p, lo=0.0, hi=1.0)
-        _check_float("frequency_penalty", self.frequency_penalty, lo=-2.0, hi=2.0)
-        _check_float("presence_penalty", self.presence_penalty, lo=-2.0, hi=2.0)
-        # Not just > 0: logits divided by a penalty under ~1e-30 overflow float32 to inf (NaN probs).
-        _check_float("repetition_penalty", self.repetition_penalty, lo=MIN_REPETITION_PENALTY, hi=2.0)
-        self._validate_stops()
-        for name in ("ignore_eos", "skip_special_tokens", "spaces_between_special_tokens", "no_stop_trim"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be a boolean (got {getattr(self, name)!r})")
-        if self.sampling_seed is not None:
-            _check_int("sampling_seed", self.sampling_seed, lo=-(1 << 63), hi=(1 << 63) - 1)
-        self._validate_logit_bias()
-        if self.stream_interval is not None:
-            _check_int("stream_interval", self.stream_interval, lo=1)
-        if self.custom_params is not None and not isinstance(self.custom_params, dict):
-            raise ValueError(f"custom_params must be an object (got {self.custom_params!r})")
-        constraints = [n for n in ("regex", "json_schema", "ebnf", "structural_tag", "choices")
-                       if getattr(self, n) is not None]
-        if len(constraints) > 1:
-            raise ValueError(
-                f"only one of regex, json_schema, ebnf, structural_tag, choices may be set (got {', '.join(constraints)})"
-            )
-
-    def _validate_stops(self) -> None:
-        if len(self.stop) > MAX_STOP_STRINGS or len(self.stop_regex) > MAX_STOP_STRINGS:
-            raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings are allowed (got {len(self.stop)})")
-        for s in self.stop:
-            if not isinstance(s, str) or not s:
-                raise ValueError(f"stop must be non-empty strings (got {s!r})")
-        for t in self.stop_token_ids:
-            if not isinstance(t, int) or isinstance(t, bool) or t < 0:
-                raise ValueError(f"stop_token_ids must be non-negative integers (got {t!r})")
-        for r in self.stop_regex:
-            if not isinstance(r, str) or len(r.encode()) > 256:
-                raise ValueError(f"stop_regex entries must be strings of at most 256 bytes (got {r!r})")
-            import re
-
-            try:
-                re.compile(r)
-            except re.error as e:
-                raise ValueError(f"invalid stop_regex {r!r}: {e}") from None
-
-    def _validate_logit_bias(self) -> None:
-        if not isinstance(self.logit_bias, dict):
-            raise ValueError("logit_bias must be an object mapping token ids to biases")
-        for k, v in self.logit_bias.items():
-            try:
-                int(k)
-            except (TypeError, ValueError):
-                raise ValueError(f"logit_bias keys must be token ids (got {k!r})") from None
-            _check_float(f"logit_bias[{k}]", v, lo=-100.0, hi=100.0)
 
     def check_vocab(self, vocab_size: int) -> None:
         """Token ids named in the params must exist in the model's vocabulary."""
@@ -169,44 +148,46 @@ class SamplingParams:
     @property
     def constraint(self) -> tuple[str, Any] | None:
         """(kind, spec) of the grammar constraint, if any."""
-        for kind in ("regex", "json_schema", "ebnf", "structural_tag", "choices"):
+        for kind in CONSTRAINT_KINDS:
             spec = getattr(self, kind)
             if spec is not None:
                 return kind, spec
         return None
 
 
-def _as_list(name: str, v: Any, bare_string: bool) -> list:
-    """A list field; null means empty and (for stop strings) a bare string means one entry."""
-    if v is None:
-        return []
-    if bare_string and isinstance(v, str):
-        return [v]
-    if not isinstance(v, (list, tuple)):  # tuples: Engine callers in Python
-        kind = "a string or a list of strings" if bare_string else "a list of token ids"
-        raise ValueError(f"{name} must be {kind} (got {v!r})")
-    return list(v)
+
+# One rule per field; the constraint fields (CONSTRAINT_KINDS) are checked by runtime/constrained
+# when they are compiled. http/openapi_spec.py describes the fields from these rules.
+FIELD_RULES: dict[str, Rule] = {
+    "max_new_tokens": Int(lo=0, description="default 128; 0 = prefill only"),
+    "min_new_tokens": Int(lo=0, description="at most max_new_tokens"),
+    "n": Int(lo=1, hi=128),
+    "stop": ListOf(item=Str(min_len=1), max_items=MAX_STOP_STRINGS, bare=True),
+    "stop_token_ids": ListOf(item=Int(lo=0, integral_float=False,
+                                      description="a token id (< the vocabulary size)")),
+    "stop_regex": ListOf(item=Str(max_bytes=MAX_STOP_REGEX_BYTES), max_items=MAX_STOP_STRINGS,
+                         bare=True),
+    "temperature": Number(lo=0, description="below 1e-6 means greedy"),
+    "top_p": Number(lo=0, lo_open=True, hi=1),
+    "top_k": Int(lo=-1, description="-1 or 0: all tokens"),
+    "min_p": Number(lo=0, hi=1),
+    "frequency_penalty": Number(lo=-2, hi=2),
+    "presence_penalty": Number(lo=-2, hi=2),
+    # Not just > 0: logits divided by a penalty under ~1e-30 overflow float32 to inf (NaN probs).
+    "repetition_penalty": Number(lo=MIN_REPETITION_PENALTY, hi=2),
+    "ignore_eos": Bool(),
+    "skip_special_tokens": Bool(),
+    "spaces_between_special_tokens": Bool(),
+    "no_stop_trim": Bool(),
+    "logit_bias": Object(values=Number(lo=-100, hi=100),
+                         description="token id (as a string, in the vocabulary) -> bias"),
+    "sampling_seed": Int(lo=-(1 << 63), hi=(1 << 63) - 1),  # int64, as SGLang
+    "stream_interval": Int(lo=1),
+    "custom_params": Object(),
+}
+_FIELDS = {f.name: f for f in dataclasses.fields(SamplingParams)}
 
 
-def _check_int(name: str, v: Any, lo: int | None = None, hi: int | None = None) -> None:
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    if not isinstance(v, int) or isinstance(v, bool):
-        raise ValueError(f"{name} must be an integer (got {v!r})")
-    if lo is not None and v < lo:
-        raise ValueError(f"{name} must be >= {lo} (got {v})")
-    if hi is not None and v > hi:
-        raise ValueError(f"{name} must be <= {hi} (got {v})")
-
-
-def _check_float(
-    name: str, v: Any, lo: float | None = None, hi: float | None = None, lo_open: bool = False
-) -> None:
-    if not isinstance(v, (int, float)) or isinstance(v, bool):
-        raise ValueError(f"{name} must be a number (got {v!r})")
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite (got {v})")
-    if lo is not None and (v <= lo if lo_open else v < lo):
-        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo} (got {v})")
-    if hi is not None and v > hi:
-        raise ValueError(f"{name} must be <= {hi} (got {v})")
+def _default(name: str) -> Any:
+    f = _FIELDS[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default

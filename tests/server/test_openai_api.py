@@ -93,6 +93,26 @@ def test_completion_max_tokens_zero_needs_echo(server):
     assert resp.status_code == 400 and "max_tokens" in resp.json()["error"]["message"]
 
 
+CLIENT_NAMED_ERRORS = [
+    ({"seed": "1"}, "seed must be an integer"),
+    ({"min_tokens": -1}, "min_tokens must be >= 0"),
+    ({"min_tokens": 5, "max_tokens": 2}, "min_tokens (5) must be <= max_tokens (2)"),
+    ({"min_tokens": 5, "max_completion_tokens": 2}, "min_tokens (5) must be <= max_completion_tokens (2)"),
+]
+
+
+@pytest.mark.parametrize(("fields", "start"), CLIENT_NAMED_ERRORS, ids=[s for _, s in CLIENT_NAMED_ERRORS])
+def test_chat_sampling_error_names_the_openai_field(server, fields, start):
+    """SamplingParams checks `seed` as its `sampling_seed`, but the client sent `seed`."""
+    resp = server.post("/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 1, **fields})
+    assert resp.status_code == 400 and resp.json()["error"]["message"].startswith(start)
+
+
+def test_completion_sampling_error_names_the_openai_field(server):
+    resp = server.post("/v1/completions", {"prompt": "hi", "max_tokens": 1, "seed": 1.5})
+    assert resp.status_code == 400 and resp.json()["error"]["message"].startswith("seed must be an integer")
+
+
 def test_models_lists_the_served_model(client):
     models = client.models.list().data
     assert [m.id for m in models] == ["SmolLM2-135M-Instruct"]
