@@ -24,14 +24,14 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 
 import httpx
+
+from radixlm.runtime.server.server_process import ServerProcess
 
 FEWSHOT_EXAMPLES = [
     ("What is the capital of France?", "Paris"), ("What is 12 times 3?", "36"),
@@ -171,38 +171,9 @@ def _client(url: str, headers: dict, concurrency: int) -> httpx.AsyncClient:
 
 
 # ---- servers ----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LaunchedServer:
-    """`python -m radixlm.runtime` on a free loopback port, stopped with SIGTERM."""
-
-    def __init__(self, extra: list[str]) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        cmd = [sys.executable, "-m", "radixlm.runtime", "--port", str(port), "--log-level", "warning", *extra]
-        self.proc = subprocess.Popen(cmd, start_new_session=True)
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with code {self.proc.returncode}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError("server did not start")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+def launch_server(extra: list[str]) -> ServerProcess:
+    """`radixlm serve` on a free loopback port (stopped with `.stop()`)."""
+    return ServerProcess.launch(["--log-level", "warning", *extra], timeout=600)
 
 
 # ---- engine comparison ------------------------------------------------------------------
@@ -267,7 +238,7 @@ def main() -> None:
         rows += run_matrix(args.url, headers, args, "as configured")
     else:
         for cache, extra in (("on", []), ("off", ["--disable-radix-cache"])):
-            server = LaunchedServer(["--max-total-tokens", str(args.max_total_tokens), *extra])
+            server = launch_server(["--max-total-tokens", str(args.max_total_tokens), *extra])
             try:
                 rows += run_matrix(server.url, headers, args, cache)
             finally:
@@ -280,7 +251,7 @@ def main() -> None:
 def compare_with_engine(args) -> dict:
     """Per-token decode latency at concurrency 1: server (HTTP + zmq) vs in-process Engine."""
     prompts = fewshot_prompts(4)
-    server = LaunchedServer(["--max-total-tokens", str(args.max_total_tokens)])
+    server = launch_server(["--max-total-tokens", str(args.max_total_tokens)])
     try:
         asyncio.run(run_fewshot(server.url, {}, 1, 1, 2))  # warm-up
         run = asyncio.run(run_fewshot(server.url, {}, len(prompts), 1, args.max_new_tokens))

@@ -5,21 +5,18 @@
     ...
     runtime.shutdown()
 
-The child is `python -m radixlm.runtime --<field> <value> ...`, logging to `.log_path`;
-readiness is polled on `GET /health_generate` (wire-protocol.md A.9, B.2). Only the
-subprocess needs torch.
+The child is `radixlm serve --<field> <value> ...` started by the runtime's `ServerProcess`,
+logging to `.log_path`; readiness is polled on `GET /health_generate` (docs/wire-protocol.md
+A.9, B.2). Only the subprocess needs torch: nothing here imports the runtime until a
+`Runtime` is built.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import os
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from typing import Any
 
 from radixlm.lang.backend.http import http_request
@@ -27,18 +24,10 @@ from radixlm.lang.backend.runtime_endpoint import RuntimeEndpoint
 
 logger = logging.getLogger(__name__)
 
-POLL_INTERVAL_S = 0.5
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def server_command(server_args: dict[str, Any]) -> list[str]:
+def server_flags(server_args: dict[str, Any]) -> list[str]:
     """The CLI for ServerArgs fields: `--field-name value`, bools as bare flags when true."""
-    cmd = [sys.executable, "-m", "radixlm.runtime"]
+    cmd = []
     for name, value in server_args.items():
         if value is None or value is False:
             continue
@@ -51,55 +40,42 @@ class Runtime:
     def __init__(self, log_level: str = "error", launch_timeout: float = 300.0,
                  **server_args: Any) -> None:
         """Start the server and wait until it generates; raises RuntimeError if it cannot."""
-        server_args.setdefault("host", "127.0.0.1")
-        if server_args.get("port") is None:
-            server_args["port"] = _free_port()
+        from radixlm.runtime.server.server_process import ServerProcess
+
+        host = server_args.pop("host", None) or "127.0.0.1"
+        port = server_args.pop("port", None)
         server_args["log_level"] = log_level
-        self.url = f"http://{server_args['host']}:{server_args['port']}"
         self.api_key = server_args.get("api_key")
         # The server's output goes to a log file whose tail explains a failed start.
         with tempfile.NamedTemporaryFile(prefix="radixlm-server-", suffix=".log", delete=False) as log:
             self.log_path = log.name
-            self.process = subprocess.Popen(server_command(server_args), env=os.environ.copy(),
-                                            stdout=log, stderr=subprocess.STDOUT)
+            self.server = ServerProcess(server_flags(server_args), host=host, port=port,
+                                        stdout=log, stderr=subprocess.STDOUT)
+        self.url = self.server.url
         atexit.register(self.shutdown)
         try:
-            self._wait_ready(launch_timeout)
+            self.server.wait_ready(launch_timeout, "/health_generate", self.api_key)
             self.endpoint = RuntimeEndpoint(self.url, api_key=self.api_key)
+        except RuntimeError as exc:
+            self.shutdown()
+            raise RuntimeError(f"{exc}; its log ends with:\n{self._log_tail()}") from None
         except BaseException:
             self.shutdown()
             raise
-
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited with code {self.process.returncode} during "
-                                   f"start-up; its log ends with:\n{self._log_tail()}")
-            try:
-                if http_request(self.url + "/health_generate", api_key=self.api_key, timeout=30).status == 200:
-                    return
-            except OSError:
-                pass  # not listening yet
-            time.sleep(POLL_INTERVAL_S)
-        raise RuntimeError(f"the server at {self.url} was not ready within {timeout} s; "
-                           f"its log ends with:\n{self._log_tail()}")
 
     def _log_tail(self, chars: int = 3000) -> str:
         with open(self.log_path, errors="replace") as f:
             return f.read()[-chars:]
 
+    @property
+    def process(self) -> subprocess.Popen:
+        return self.server.proc
+
     def shutdown(self) -> None:
-        """Stop the server process (SIGTERM, then SIGKILL after 10 s)."""
-        proc = getattr(self, "process", None)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        """Stop the server process (SIGTERM, then SIGKILL to its process group after 10 s)."""
+        server = getattr(self, "server", None)
+        if server is not None:
+            server.stop(timeout=10)
 
     def cache_prefix(self, prefix: str) -> None:
         self.endpoint.cache_prefix(prefix)

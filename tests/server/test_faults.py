@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,7 +26,7 @@ import psutil
 import pytest
 import requests
 
-from .conftest import free_port, stop_server, wait_healthy
+from radixlm.runtime.server.server_process import ServerProcess, free_port
 
 FLAGS = ("--max-total-tokens", "2048", "--grammar-compile-timeout", "0.2", "--log-level", "warning")
 LONG = {"max_new_tokens": 200, "ignore_eos": True}  # still running when the child is killed
@@ -42,29 +41,27 @@ class Slot:
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
+        self.server: ServerProcess | None = None
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in stop()
 
     def start(self) -> subprocess.Popen:
         self.log.seek(0)
         self.log.truncate()
-        cmd = [sys.executable, "-m", "radixlm.runtime", "--port", str(self.port), *FLAGS]
-        self.proc = subprocess.Popen(cmd, stderr=self.log, start_new_session=True)
-        wait_healthy(self.proc, self.url)
-        return self.proc
+        self.server = ServerProcess.launch(FLAGS, port=self.port, stderr=self.log)
+        return self.server.proc
 
     def running(self) -> subprocess.Popen:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.server is None or self.server.proc.poll() is not None:
             return self.start()
-        return self.proc
+        return self.server.proc
 
     def stderr(self) -> str:
         self.log.seek(0)
         return self.log.read()
 
     def stop(self) -> None:
-        if self.proc is not None:
-            stop_server(self.proc)
+        if self.server is not None:
+            self.server.stop()
         self.log.close()
 
 

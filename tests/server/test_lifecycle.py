@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 
 import psutil
 import pytest
 
-from .conftest import free_port, wait_healthy
+from radixlm.runtime.server.server_process import ServerProcess
 
 pytestmark = pytest.mark.slow
 
 
 def launch() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "radixlm.runtime", "--port", str(port),
-                             "--max-total-tokens", "2048", "--log-level", "warning"],
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    wait_healthy(proc, url)
-    return proc, url
+    server = ServerProcess.launch(["--max-total-tokens", "2048", "--log-level", "warning"],
+                                  stderr=subprocess.PIPE, text=True)
+    return server.proc, server.url
 
 
 def workers(proc: subprocess.Popen) -> dict[str, psutil.Process]:

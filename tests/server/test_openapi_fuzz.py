@@ -36,7 +36,7 @@ from schemathesis.specs.openapi.checks import (
 from radixlm.runtime.http.openapi_spec import build_openapi
 from radixlm.runtime.server_args import ServerArgs
 
-from .conftest import start_server, stop_server, wait_healthy
+from .conftest import start_server
 
 MAX_EXAMPLES = 25  # per operation; the whole module stays near a minute on 2 busy cores
 REQUEST_TIMEOUT_S = 60
@@ -63,17 +63,13 @@ class Fuzzed:
 
 @pytest.fixture(scope="module")
 def fuzzed():
-    proc, url = start_server("--context-length", "32", "--max-total-tokens", "4096",
-                             "--grammar-compile-timeout", "5")
-    try:
-        wait_healthy(proc, url)
-        yield Fuzzed(url)
+    with start_server("--context-length", "32", "--max-total-tokens", "4096",
+                      "--grammar-compile-timeout", "5") as server:
+        yield Fuzzed(server.url)
         # The server outlived every case: it still generates.
-        resp = requests.post(url + "/generate", json={"text": "hi", "sampling_params": {"max_new_tokens": 2}},
+        resp = requests.post(server.url + "/generate", json={"text": "hi", "sampling_params": {"max_new_tokens": 2}},
                              timeout=REQUEST_TIMEOUT_S)
         assert resp.status_code == 200, resp.text
-    finally:
-        stop_server(proc)
 
 
 def test_openapi_json_is_a_valid_openapi_3_document(fuzzed):

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from .conftest import start_server, stop_server, wait_healthy
+from .conftest import start_server
 
 LIMIT = 2
 POOL = 1024
@@ -25,12 +25,8 @@ FAST_REJECT_S = 1.0  # a rejection must not wait for the model (accepted request
 
 @pytest.fixture(scope="module")
 def url() -> str:
-    proc, url = start_server("--max-queued-requests", str(LIMIT), "--max-total-tokens", str(POOL))
-    try:
-        wait_healthy(proc, url)
-        yield url
-    finally:
-        stop_server(proc)
+    with start_server("--max-queued-requests", str(LIMIT), "--max-total-tokens", str(POOL)) as server:
+        yield server.url
 
 
 class Stream:

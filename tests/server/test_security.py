@@ -17,7 +17,6 @@ Decisions, documented here and in `runtime/http/common.py`:
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -29,9 +28,10 @@ from radixlm.runtime.cli import build_parser
 from radixlm.runtime.http.common import OPEN_PATHS
 from radixlm.runtime.http.native_api import build_app
 from radixlm.runtime.server.launch import exposure_warning
+from radixlm.runtime.server.server_process import ServerProcess
 from radixlm.runtime.server_args import ServerArgs
 
-from .conftest import API_KEY, free_port, stop_server, wait_healthy
+from .conftest import API_KEY
 
 HEALTH_CHECKS = {"/health", "/ready", "/health_generate"}
 
@@ -111,13 +111,11 @@ def test_exposure_warning_only_without_a_key_off_loopback(host, key, warns):
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::"])
 def test_binding_all_interfaces_without_a_key_warns_at_once(host):
-    cmd = [sys.executable, "-m", "radixlm.runtime", "--host", host, "--port", str(free_port()),
-           "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    server = ServerProcess(["--log-level", "warning"], host=host, stderr=subprocess.PIPE, text=True)
     try:
-        line = proc.stderr.readline()  # the warning comes first, before the model loads
+        line = server.proc.stderr.readline()  # the warning comes first, before the model loads
     finally:
-        stop_server(proc)
+        server.stop()
     assert "WARNING" in line and "all network interfaces without --api-key" in line, line
 
 
@@ -155,17 +153,10 @@ def test_the_openai_model_field_is_only_a_name(server):
 def run_and_capture(*flags: str, key: str, marker: str) -> str:
     """Start a server with `flags`, send the marker through every kind of request, stop it;
     everything it printed (all three processes share the captured stdout/stderr)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "radixlm.runtime", "--port", str(port), "--max-total-tokens", "2048",
-           "--api-key", key, *flags]
     with tempfile.TemporaryFile(mode="w+") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_healthy(proc, url)
-            send_marker(url, key, marker)
-        finally:
-            stop_server(proc)
+        with ServerProcess.launch(["--max-total-tokens", "2048", "--api-key", key, *flags],
+                                  stdout=out, stderr=subprocess.STDOUT) as server:
+            send_marker(server.url, key, marker)
         out.seek(0)
         return out.read()
 

@@ -7,30 +7,28 @@ sample their memory.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
 import psutil
 import requests
 
-START_TIMEOUT_S = 300
+from radixlm.runtime.server.server_process import ServerProcess
 
 
 @dataclass
 class SoakServer:
-    url: str
-    proc: subprocess.Popen
+    server: ServerProcess
+
+    @property
+    def url(self) -> str:
+        return self.server.url
 
     def processes(self) -> dict[str, psutil.Process]:
         """main, scheduler, detokenizer. The two children are spawned in that order (runtime/
-        launch.py), so the lower pid is the scheduler; multiprocessing's resource tracker is
+        server/launch.py), so the lower pid is the scheduler; multiprocessing's resource tracker is
         a third child, skipped."""
-        main = psutil.Process(self.proc.pid)
+        main = psutil.Process(self.server.pid)
         spawned = sorted((c for c in main.children() if "spawn_main" in " ".join(c.cmdline())),
                          key=lambda c: c.pid)
         if len(spawned) != 2:
@@ -59,45 +57,10 @@ class SoakServer:
             time.sleep(0.5)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(*args: str) -> SoakServer:
-    port = _free_port()
-    cmd = [sys.executable, "-m", "radixlm.runtime", "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning", *args]
-    server = SoakServer(f"http://127.0.0.1:{port}", subprocess.Popen(cmd, start_new_session=True))
-    try:
-        _wait_healthy(server)
-    except BaseException:
-        stop(server)
-        raise
-    return server
-
-
-def _wait_healthy(server: SoakServer) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"the server exited with code {server.proc.returncode} while starting")
-        try:
-            if requests.get(server.url + "/health", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the server did not become healthy within {START_TIMEOUT_S} s")
+    return SoakServer(ServerProcess.launch(["--log-level", "warning", *args]))
 
 
 def stop(server: SoakServer) -> None:
     """SIGTERM, then SIGKILL to the whole process group (children too) if it lingers."""
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            server.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.proc.pid, signal.SIGKILL)
-            server.proc.wait()
+    server.server.stop()
