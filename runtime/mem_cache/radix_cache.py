@@ -5,9 +5,10 @@ that hold those tokens' K/V (`TreeNode.value`, int64, same length). A path from 
 spells a token prefix; its slots are the prefix's KV. Page size is one token, so matches are
 exact at token granularity.
 
-Ownership (DESIGN §3): every KV slot is either free in the `KVPool`, held by the tree, or held
-by a running request outside the tree. Tree slots are *protected* while some request locks a
-node at or below them (`inc_lock_ref`), otherwise *evictable*. The scheduler keeps
+Ownership (docs/architecture.md §3): every KV slot is either free in the `KVPool`, held by
+the tree, or held by a running request outside the tree. Tree slots are *protected* while
+some request locks a node at or below them (`inc_lock_ref`), otherwise *evictable*. The
+scheduler keeps
 
     kv_pool.available_size() + evictable_size() + protected_size() + held_by_requests
         == kv_pool.size
@@ -17,7 +18,7 @@ recounts them by walking the tree).
 
 The API is handle-based: `match_prefix` returns the deepest matched node, the caller locks
 it while the request runs and hands it back to `cache_finished` / `cache_unfinished`.
-`NoRadixCache` has the same interface and caches nothing (`--disable-radix-cache`).
+`NoRadixCache` (no_radix_cache.py) has the same interface and caches nothing.
 """
 
 from __future__ import annotations
@@ -411,69 +412,3 @@ class RadixCache:
 
         visit(self.root_node, 1)
         return "\n".join(lines)
-
-
-class NoRadixCache:
-    """`--disable-radix-cache`: the `RadixCache` interface with nothing cached (ablation).
-
-    Matches are always empty, finished requests free all their slots, and every size is 0, so
-    the pool invariant reduces to `free + held by requests == size`.
-    """
-
-    disabled = True
-
-    def __init__(self, kv_pool: KVPool) -> None:
-        self.kv_pool = kv_pool
-        self.device = kv_pool.device
-        self.root_node = TreeNode([], self._empty_slots(), parent=None)
-        self.root_node.lock_ref = 1
-
-    def _empty_slots(self) -> torch.Tensor:
-        return torch.empty((0,), dtype=torch.int64, device=self.device)
-
-    def match_prefix(self, token_ids: list[int]) -> MatchResult:
-        """Always an empty match on the root."""
-        return MatchResult(self._empty_slots(), self.root_node)
-
-    def insert(self, token_ids: list[int], slots: torch.Tensor) -> int:
-        """Stores nothing and returns 0: the caller keeps (and must free) all its slots."""
-        return 0
-
-    def inc_lock_ref(self, node: TreeNode) -> None:
-        pass
-
-    def dec_lock_ref(self, node: TreeNode) -> None:
-        pass
-
-    def evict(self, num_tokens: int) -> int:
-        return 0
-
-    def evictable_size(self) -> int:
-        return 0
-
-    def protected_size(self) -> int:
-        return 0
-
-    def total_size(self) -> int:
-        return 0
-
-    def reset(self) -> None:
-        pass
-
-    def cache_finished(
-        self, token_ids: list[int], slots: torch.Tensor, locked_node: TreeNode
-    ) -> None:
-        """Frees all of `slots`: nothing is kept for later requests."""
-        self.kv_pool.free(slots)
-
-    def cache_unfinished(
-        self, token_ids: list[int], slots: torch.Tensor, locked_node: TreeNode
-    ) -> MatchResult:
-        """Returns `MatchResult(slots, root)`: the request keeps holding its own slots."""
-        return MatchResult(slots, self.root_node)
-
-    def check_invariants(self) -> None:
-        pass
-
-    def pretty_print(self) -> str:
-        return "NoRadixCache (caching disabled)"

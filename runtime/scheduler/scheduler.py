@@ -29,7 +29,8 @@ import torch
 
 from radixlm.runtime.errors import RequestError
 from radixlm.runtime.mem_cache.memory_pool import KVPool, ReqToTokenPool
-from radixlm.runtime.mem_cache.radix_cache import NoRadixCache, RadixCache
+from radixlm.runtime.mem_cache.no_radix_cache import NoRadixCache
+from radixlm.runtime.mem_cache.radix_cache import RadixCache
 from radixlm.runtime.model.runner import ModelRunner
 from radixlm.runtime.sampling.sampler import Sampler
 from radixlm.runtime.scheduler import policy

@@ -1,6 +1,6 @@
 """Specification of the radix cache: matching, insertion, locking, eviction, request glue.
 
-Every test checks the pool invariant of DESIGN §3,
+Every test checks the pool invariant of docs/architecture.md §3,
 `free + evictable + protected + held by requests == pool size`, where it matters.
 """
 
@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from radixlm.runtime.mem_cache.memory_pool import KVPool
-from radixlm.runtime.mem_cache.radix_cache import MatchResult, NoRadixCache, RadixCache, TreeNode
+from radixlm.runtime.mem_cache.no_radix_cache import NoRadixCache
+from radixlm.runtime.mem_cache.radix_cache import MatchResult, RadixCache, TreeNode
 
 
 def make_cache(num_slots: int = 64) -> tuple[RadixCache, KVPool]:
@@ -588,7 +589,7 @@ class CacheModelCheck:
                 else:
                     assert self.owner[slot] == req.rid
                     held += 1
-        # Counters against the reference, and the pool invariant of DESIGN §3.
+        # Counters against the reference, and the pool invariant of docs/architecture.md §3.
         assert self.cache.protected_size() == len(locked_prefixes)
         assert self.cache.evictable_size() == len(self.cached) - len(locked_prefixes)
         assert (
