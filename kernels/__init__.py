@@ -25,7 +25,7 @@ _BACKEND = os.environ.get("RADIXLM_KERNELS", "auto")
 
 
 def set_backend(name: str) -> None:
-    """Choose "auto" (Triton on CUDA, reference elsewhere), "reference" or "triton"."""
+    """Choose "auto" (Triton on CUDA, the CPU kernels on CPU), "reference" or "triton"."""
     global _BACKEND
     if name not in ("auto", "reference", "triton"):
         raise ValueError(f"kernel backend must be auto, reference or triton (got {name!r})")

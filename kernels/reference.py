@@ -4,7 +4,7 @@ These are the CPU path of the runtime and the oracle the Triton kernels are test
 Every function is pure over its tensor arguments (it never reads server config), and the
 Triton versions in this package keep exactly these signatures.
 
-Shared vocabulary (DESIGN §3):
+Shared vocabulary (docs/architecture.md §3):
   k_cache / v_cache : [num_slots + 1, num_kv_heads, head_dim]  one layer's pool; slot 0 is padding
   req_to_token      : [max_running_requests, max_context_len] int32  (row, position) -> KV slot
   req_pool_indices  : [batch] int64   row of each request

@@ -1,4 +1,6 @@
-"""radixlm.lang: the programmable frontend (DESIGN §8), API-compatible with `sglang.lang`.
+"""radixlm.lang: the programmable frontend, API-compatible with `sglang.lang`.
+
+See docs/architecture.md §8.
 
     import radixlm.lang as rl          # SGLang programs run with `import radixlm.lang as sgl`
 

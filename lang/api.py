@@ -1,4 +1,6 @@
-"""The DSL's public primitives, named and shaped exactly as `sglang.lang.api` (wire-protocol.md A.1-A.3).
+"""The DSL's public primitives, named and shaped exactly as `sglang.lang.api`.
+
+See docs/wire-protocol.md A.1-A.3.
 
 `None` for a gen parameter means "inherit from run()"; everything else overrides.
 """

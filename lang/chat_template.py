@@ -1,4 +1,4 @@
-"""Chat templates: role markup, default system prompt and stop strings (wire-protocol.md A.10).
+"""Chat templates: role markup, default system prompt and stop strings (docs/wire-protocol.md A.10).
 
 A backend picks its template by matching the model path against the registered matchers in
 registration order (first non-None wins, else `default`), exactly as SGLang's frontend does.

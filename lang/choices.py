@@ -1,4 +1,4 @@
-"""Choice-scoring methods for `select` (wire-protocol.md A.3), pure Python.
+"""Choice-scoring methods for `select` (docs/wire-protocol.md A.3), pure Python.
 
 Each method is a callable taking the per-choice logprob lists a backend computed and
 returning a ChoicesDecision. Logprob entries are `[logprob | None, token_id, text | None]`;

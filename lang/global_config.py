@@ -1,4 +1,4 @@
-"""`global_config`: process-wide frontend settings (wire-protocol.md A.11)."""
+"""`global_config`: process-wide frontend settings (docs/wire-protocol.md A.11)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Nodes are plain data; the interpreter (`interpreter.py`) executes them against a backend and
 the tracer (`tracer.py`) records them. Names and regex constants mirror `sglang.lang.ir`
-(wire-protocol.md A.1, A.3), so user programs that import them keep working.
+(docs/wire-protocol.md A.1, A.3), so user programs that import them keep working.
 """
 
 from __future__ import annotations

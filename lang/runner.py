@@ -1,5 +1,5 @@
 """Running programs: one state (`run_program`), a batch on a thread pool (`run_program_batch`),
-and prefix precaching (`cache_program`) (wire-protocol.md A.2).
+and prefix precaching (`cache_program`) (docs/wire-protocol.md A.2).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """ProgramState (what `run` returns and what the program body calls `s`) and fork groups.
 
-A thin user-facing wrapper over a StreamExecutor (wire-protocol.md A.5, A.7): appends are
+A thin user-facing wrapper over a StreamExecutor (docs/wire-protocol.md A.5, A.7): appends are
 queued, reads block until the value exists.
 """
 

@@ -1,7 +1,7 @@
 """Folding stream events into the (chunk, meta_info) pairs that streaming iterators yield.
 
 Backends emit events whose logprob lists are per-event increments while counters such as
-`completion_tokens` are cumulative (wire-protocol.md B.6). When several events are yielded
+`completion_tokens` are cumulative (docs/wire-protocol.md B.6). When several events are yielded
 as one chunk (events without new text fold into the next one), their increments are
 concatenated so each yielded list covers exactly the tokens since the previous yield.
 """

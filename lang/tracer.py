@@ -1,4 +1,4 @@
-"""Tracing: run a program body against a recorder instead of a backend (wire-protocol.md A.2).
+"""Tracing: run a program body against a recorder instead of a backend (docs/wire-protocol.md A.2).
 
 `trace_program` records every node with abstract arguments (SglArgument); the nodes form a
 chain through `prev_node` (`tracer.last_node.print_graph_dfs()`). `extract_prefix_by_tracing`

@@ -1,4 +1,4 @@
-"""BaseBackend: the one interface every backend implements (DESIGN §8).
+"""BaseBackend: the one interface every backend implements (docs/architecture.md §8).
 
 The interpreter calls these from a state's worker thread, one call at a time per state but
 concurrently across states (forks, batch items), so implementations must be thread-safe.

@@ -1,6 +1,6 @@
 """Minimal HTTP for RuntimeEndpoint: urllib only, so the frontend needs no extra packages.
 
-Mirrors SGLang's frontend transport (wire-protocol.md B.1): JSON content type on every call,
+Mirrors SGLang's frontend transport (docs/wire-protocol.md B.1): JSON content type on every call,
 a bearer token when an api key is set, no connection reuse, non-200 answers returned (not
 raised) to the caller; SSE streams read line by line.
 """

@@ -1,4 +1,4 @@
-"""NativeBackend: the SGLang `/generate` protocol (wire-protocol.md B.3-B.6), transport-free.
+"""NativeBackend: the SGLang `/generate` protocol (docs/wire-protocol.md B.3-B.6), transport-free.
 
 RuntimeEndpoint sends these bodies over HTTP; EngineBackend hands them to an in-process
 Engine. Keeping the bodies here means both backends issue exactly the requests SGLang's

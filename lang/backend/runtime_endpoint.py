@@ -3,7 +3,7 @@
     backend = RuntimeEndpoint("http://127.0.0.1:30000", api_key=None)
 
 Imports no torch and no radixlm.runtime. The constructor reads `GET /get_model_info` (it must
-answer 200) and picks the chat template from `model_path` (wire-protocol.md A.9, A.10).
+answer 200) and picks the chat template from `model_path` (docs/wire-protocol.md A.9, A.10).
 """
 
 from __future__ import annotations

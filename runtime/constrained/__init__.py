@@ -1,6 +1,6 @@
 """Constrained decoding: regex, JSON schema, choices and dtype constraints, with jump-forward.
 
-Map of the package (DESIGN §7; facts behind it in reference/constrained-decoding.md):
+Map of the package (docs/architecture.md §7; facts behind it in docs/constrained-decoding.md):
   constraints.py        kind + spec -> canonical key text -> regex (`ValueError` on bad input)
   vocabulary.py         `TokenVocab`: bytes of every token + outlines-core `Vocabulary`
   char_dfa.py           `CharDFA`: interegular char DFA, forced (singular) chains precomputed

@@ -2,7 +2,7 @@
 
 Split as in SGLang's `BaseGrammarObject`: compiling is slow and done once per distinct
 constraint (in the `GrammarManager`'s thread pool); matching is per request, per token, and
-runs on the scheduler thread. outlines-core implements it today (`outlines_backend.py`);
+runs on the scheduler thread. outlines-core implements it today (`outlines_grammar.py`, `outlines_matcher.py`);
 an xgrammar backend would fit behind the same two protocols.
 
 Ownership: a `CompiledGrammar` is immutable and shared by every request with the same

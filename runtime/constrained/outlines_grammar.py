@@ -6,7 +6,7 @@ entries (only ever after the sentinel) are not used.
 
 `compile_outlines_grammar` runs in a `GrammarManager` worker thread: the token-level
 `outlines_core.Index` (Rust, releases the GIL; cost grows with states x allowed tokens, see
-reference/constrained-decoding.md §2) and the interegular character DFA used for
+docs/constrained-decoding.md §2) and the interegular character DFA used for
 jump-forward (pure Python, about a fifth to half of the Index's time). Both are immutable;
 the grammar is shared by every request with the same `GrammarKey`.
 """

@@ -1,4 +1,4 @@
-"""Parse a `/generate` JSON body into per-sample request specs (wire-protocol.md B.7).
+"""Parse a `/generate` JSON body into per-sample request specs (docs/wire-protocol.md B.7).
 
     batch = parse_generate(body)   # ValueError (-> HTTP 400) naming the bad field
     batch.specs                    # one RequestSpec per (prompt, sample), in response order

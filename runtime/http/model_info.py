@@ -1,7 +1,7 @@
 """How the server names its model: the served name and the `model_path` it reports.
 
 SGLang's frontend picks its chat template (and extra stop strings) by matching regexes
-against `/get_model_info`'s `model_path` (wire-protocol.md A.10). A bare "SmolLM2-135M-Instruct"
+against `/get_model_info`'s `model_path` (docs/wire-protocol.md A.10). A bare "SmolLM2-135M-Instruct"
 matches nothing and would get the `default` template (`USER:` / `ASSISTANT:`), a format the
 model was never trained on. So `model_path` is the served name, except when that name
 matches no frontend template and the model's own chat template is ChatML: then we append
@@ -18,7 +18,7 @@ from pathlib import Path
 from radixlm.runtime.model.loader import BUNDLED_GGUF_NAME
 from radixlm.runtime.server_args import ServerArgs
 
-# The frontend's matchers for small-model templates (wire-protocol.md A.10).
+# The frontend's matchers for small-model templates (docs/wire-protocol.md A.10).
 FRONTEND_TEMPLATE_PATTERNS = (
     r"tinyllama", r"qwen.*(chat|instruct)", r"llama-3.*instruct", r"llama-2.*chat",
     r"(gemma.*it)|(gemma-3)", r"(mistral|mixtral).*instruct",

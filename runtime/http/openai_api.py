@@ -1,4 +1,4 @@
-"""OpenAI-compatible routes (wire-protocol.md Part C): /v1/completions, /v1/chat/completions,
+"""OpenAI-compatible routes (docs/wire-protocol.md Part C): /v1/completions, /v1/chat/completions,
 /v1/models, /v1/models/{model}.
 
 A request becomes one `RequestSpec` per (prompt, sample) and runs through the same

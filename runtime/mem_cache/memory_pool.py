@@ -1,4 +1,4 @@
-"""KV memory: the request-to-token table and the token-level K/V pool (DESIGN §3).
+"""KV memory: the request-to-token table and the token-level K/V pool (docs/architecture.md §3).
 
 Two allocators, both owned by the scheduler process:
 

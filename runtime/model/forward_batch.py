@@ -1,4 +1,6 @@
-"""ForwardBatch: the one description of a model forward, built in one place (DESIGN §3).
+"""ForwardBatch: the one description of a model forward, built in one place.
+
+See docs/architecture.md §3.
 
 A batch is a list of requests, each extending its KV by `extend_len` tokens on top of a
 `prefix_len`-token prefix already in the pool. Decode requests are simply extend_len == 1;

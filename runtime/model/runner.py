@@ -35,7 +35,7 @@ def pick_device(device: str) -> torch.device:
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
-        # This CPU has no fast bf16 path; CUDA runs bf16 (DESIGN §4).
+        # This CPU has no fast bf16 path; CUDA runs bf16 (docs/architecture.md §4).
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if dtype not in table:

@@ -1,7 +1,7 @@
 """ResponseBuilder: turns a request's token outputs plus its text into SGLang-shaped results.
 
 Shared by `runtime.Engine` and the server's TokenizerManager, so both return the same JSON
-(wire-protocol.md B.5-B.7): `text` is the completion only; `meta_info` holds the counters,
+(docs/wire-protocol.md B.5-B.7): `text` is the completion only; `meta_info` holds the counters,
 the finish reason and, when asked, logprob lists of [logprob | null, token_id, text | null].
 Streaming events carry cumulative text, *incremental* logprob lists and cumulative counters
 (B.6, the format SGLang's frontend needs).

@@ -1,7 +1,8 @@
 """Sampler: logits of a batch -> next token ids (+ logprobs), batched on the logits' device.
 
-Order (DESIGN §6): logit bias -> penalties (frequency, presence, repetition) -> min-token and
-grammar masks -> temperature -> top-k / top-p / min-p -> sample (greedy below 1e-6).
+Order (docs/architecture.md §6): logit bias -> penalties (frequency, presence, repetition;
+per row, for the rows that have them) -> min-token and grammar masks -> temperature ->
+top-k / top-p / min-p -> sample (greedy below 1e-6).
 Reported logprobs are of the model's raw distribution (log_softmax of the unmodified logits),
 the OpenAI convention, so they do not change with temperature or penalties.
 """

@@ -1,7 +1,9 @@
-"""SamplingParams: every per-request generation knob, validated in one place (DESIGN §6).
+"""SamplingParams: every per-request generation knob, validated in one place.
+
+See docs/architecture.md §6.
 
 Field names and defaults follow SGLang's `sampling_params` wire object
-(shared/reference/wire-protocol.md B.7), so a JSON body maps onto this dataclass 1:1.
+(docs/wire-protocol.md B.7), so a JSON body maps onto this dataclass 1:1.
 `from_dict` rejects unknown keys; `validate` raises ValueError naming the field and the
 allowed range. `null` for a field means "use the default". Each field's own check is a rule
 in FIELD_RULES (runtime/validation.py), which /openapi.json also describes the fields from;

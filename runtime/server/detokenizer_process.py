@@ -66,7 +66,7 @@ def run_detokenizer_process(model_folder: str, endpoints: ipc.IpcEndpoints, pare
     try:
         import torch
 
-        torch.set_num_threads(1)  # leave the cores to the scheduler (DESIGN §2)
+        torch.set_num_threads(1)  # leave the cores to the scheduler (docs/architecture.md §2)
         from radixlm.runtime.model.tokenizer import load_tokenizer
 
         manager = DetokenizerManager(load_tokenizer(model_folder))

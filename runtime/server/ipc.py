@@ -1,4 +1,4 @@
-"""zmq PUSH/PULL plumbing between the server's three processes (DESIGN §2).
+"""zmq PUSH/PULL plumbing between the server's three processes (docs/architecture.md §2).
 
 Each receiver binds one PULL socket at an `ipc://` address in a private temp folder; senders
 connect PUSH sockets to it (a PULL socket accepts many senders, so the scheduler and the

@@ -1,4 +1,4 @@
-"""Start the server: scheduler + detokenizer child processes, then HTTP (DESIGN §2).
+"""Start the server: scheduler + detokenizer child processes, then HTTP (docs/architecture.md §2).
 
     exit_code = launch_server(ServerArgs(port=30000))
 

@@ -25,7 +25,7 @@ def _forced(dfa: CharDFA, prefix: str) -> str:
     return dfa.forced(dfa.walk(dfa.initial, prefix)).text
 
 
-# The reference's schema-B table (reference/constrained-decoding.md §3), both whitespaces.
+# The reference's schema-B table (docs/constrained-decoding.md §3), both whitespaces.
 @pytest.mark.parametrize("prefix, compact, optional_space", [
     ("", '{"name":"', "{"),
     ('{"', 'name":"', 'name"'),

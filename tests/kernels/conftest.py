@@ -57,7 +57,7 @@ def cuda_device() -> torch.device:
 
 @dataclass
 class AttentionBatch:
-    """A pool holding a ragged batch, as the runtime lays it out (DESIGN §3).
+    """A pool holding a ragged batch, as the runtime lays it out (docs/architecture.md §3).
 
     Each request's positions map to shuffled, non-contiguous slots in a row of its own
     (rows are not 0..batch-1 either), and every other slot holds random garbage, so a

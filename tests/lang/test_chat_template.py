@@ -1,4 +1,4 @@
-"""Chat template selection by model path (wire-protocol.md A.10) and from HF templates."""
+"""Chat template selection by model path (docs/wire-protocol.md A.10) and from HF templates."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RuntimeEndpoint speaks SGLang's native protocol exactly (wire-protocol.md Part B).
+"""RuntimeEndpoint speaks SGLang's native protocol exactly (docs/wire-protocol.md Part B).
 
 A scripted HTTP server records every request, so these tests check the bodies, paths and
 headers byte for byte without a model.

@@ -1,4 +1,4 @@
-"""SGLang programs run unchanged with `import radixlm.lang as sgl` (wire-protocol.md Part A).
+"""SGLang programs run unchanged with `import radixlm.lang as sgl` (docs/wire-protocol.md Part A).
 
 Each program is written the way SGLang's docs and examples write it; only the import differs.
 The default backend is the raw in-process Engine (set_default_backend wraps it).

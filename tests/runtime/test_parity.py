@@ -1,4 +1,4 @@
-"""Parity with Hugging Face transformers on the real bundled model (DESIGN §4).
+"""Parity with Hugging Face transformers on the real bundled model (docs/architecture.md §4).
 
 Contract: greedy output ids equal HF `generate` token for token, for 16 varied prompts
 batched together, with the radix cache on and off, with prefill chunked to 32 tokens, and with

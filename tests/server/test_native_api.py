@@ -1,4 +1,4 @@
-"""SGLang-native endpoints (wire-protocol.md Part B) against the real server."""
+"""SGLang-native endpoints (docs/wire-protocol.md Part B) against the real server."""
 
 from __future__ import annotations
 

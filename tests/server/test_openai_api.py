@@ -1,4 +1,4 @@
-"""OpenAI-compatible endpoints through the official `openai` client (wire-protocol.md Part C)."""
+"""OpenAI-compatible endpoints through the official `openai` client (docs/wire-protocol.md C)."""
 
 from __future__ import annotations
 
