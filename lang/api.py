@@ -113,12 +113,7 @@ def gen_int(name: str | None = None, max_tokens: int | None = None, n: int | Non
             logprob_start_len: int | None = None, top_logprobs_num: int | None = None,
             return_text_in_logprobs: bool | None = None) -> SglExpr:
     """`gen` constrained to an integer (dtype=int)."""
-    return gen(name, max_tokens=max_tokens, n=n, stop=stop, stop_token_ids=stop_token_ids,
-               stop_regex=stop_regex, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
-               frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
-               ignore_eos=ignore_eos, return_logprob=return_logprob,
-               logprob_start_len=logprob_start_len, top_logprobs_num=top_logprobs_num,
-               return_text_in_logprobs=return_text_in_logprobs, dtype=int)
+    return gen(**locals(), dtype=int)  # every parameter above, by keyword
 
 
 def gen_string(name: str | None = None, max_tokens: int | None = None, n: int | None = None,
@@ -130,12 +125,7 @@ def gen_string(name: str | None = None, max_tokens: int | None = None, n: int | 
                logprob_start_len: int | None = None, top_logprobs_num: int | None = None,
                return_text_in_logprobs: bool | None = None) -> SglExpr:
     """`gen` constrained to a double-quoted string (dtype=str)."""
-    return gen(name, max_tokens=max_tokens, n=n, stop=stop, stop_token_ids=stop_token_ids,
-               stop_regex=stop_regex, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p,
-               frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
-               ignore_eos=ignore_eos, return_logprob=return_logprob,
-               logprob_start_len=logprob_start_len, top_logprobs_num=top_logprobs_num,
-               return_text_in_logprobs=return_text_in_logprobs, dtype=str)
+    return gen(**locals(), dtype=str)  # every parameter above, by keyword
 
 
 def select(name: str | None = None, choices: list[str] | None = None, temperature: float = 0.0,

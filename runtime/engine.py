@@ -83,11 +83,7 @@ class _Handle:
     def __init__(self, rid: str, params: SamplingParams, tokenizer, return_logprob: bool,
                  return_text_in_logprobs: bool) -> None:
         self.rid = rid
-        self.detok = RequestDetokenizer(
-            tokenizer, stop=params.stop, skip_special_tokens=params.skip_special_tokens,
-            spaces_between_special_tokens=params.spaces_between_special_tokens,
-            no_stop_trim=params.no_stop_trim,
-        )
+        self.detok = RequestDetokenizer.for_params(tokenizer, params)
         self.builder = ResponseBuilder(rid, return_logprob, tokenizer, return_text_in_logprobs)
         self.events: queue.Queue = queue.Queue()
         self.future: Future = Future()

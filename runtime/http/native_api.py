@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from radixlm.runtime.errors import RequestError
@@ -28,12 +28,7 @@ from radixlm.runtime.http.metrics import CONTENT_TYPE
 from radixlm.runtime.http.model_info import frontend_model_path, served_model_name
 from radixlm.runtime.http.openai_api import openai_routes
 from radixlm.runtime.http.openapi_spec import build_openapi
-from radixlm.runtime.http.request_lifecycle import (
-    first_event,
-    raise_first_error,
-    sse_stream,
-    wait_all,
-)
+from radixlm.runtime.http.request_lifecycle import collect, raise_first_error, stream_response
 from radixlm.runtime.sampling.sampling_params import SamplingParams
 from radixlm.runtime.server.tokenizer_manager import TokenizerManager
 from radixlm.runtime.server_args import ServerArgs
@@ -68,24 +63,12 @@ class NativeApi:
     async def generate(self, request: Request) -> Response:
         batch = parse_generate(await self.body(request))
         if batch.stream:
-            return await self.stream(batch.specs, batch.is_batch)
-        states = self.tm.submit_all(batch.specs)
-        if not await wait_all(request, self.tm, states):
+            return await stream_response(self.tm, batch.specs, lambda _: NativeRenderer(batch.is_batch))
+        states = await collect(request, self.tm, batch.specs)
+        if states is None:
             return Response(status_code=499)  # nobody is listening any more
-        raise_first_error(states)
         results = [s.builder.result() for s in states]
         return JSONResponse(results if batch.is_batch else results[0])
-
-    async def stream(self, specs: list[RequestSpec], is_batch: bool) -> Response:
-        sink: asyncio.Queue = asyncio.Queue()
-        states = self.tm.submit_all(specs, sink)
-        try:
-            first = await first_event(sink)
-        except BaseException:
-            self.tm.abort_unfinished(states, "another item of the batch was rejected")
-            raise
-        events = sse_stream(self.tm, states, sink, first, NativeRenderer(is_batch))
-        return StreamingResponse(events, media_type="text/event-stream")
 
     async def model_info(self, request: Request) -> Response:
         info = self.tm.scheduler_info

@@ -14,14 +14,13 @@ The `model` field is not checked: there is one model.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from radixlm.runtime.errors import RequestError
@@ -29,12 +28,7 @@ from radixlm.runtime.http.common import read_json
 from radixlm.runtime.http.generate_input import RequestSpec
 from radixlm.runtime.http.model_info import served_model_name
 from radixlm.runtime.http.request_fields import FieldPolicy, check_fields, openai_policy
-from radixlm.runtime.http.request_lifecycle import (
-    first_event,
-    raise_first_error,
-    sse_stream,
-    wait_all,
-)
+from radixlm.runtime.http.request_lifecycle import collect, stream_response
 from radixlm.runtime.sampling.sampling_params import SamplingParams
 from radixlm.runtime.server.tokenizer_manager import ReqState, TokenizerManager
 from radixlm.runtime.server_args import ServerArgs
@@ -316,20 +310,11 @@ class OpenAIApi:
         if stream:
             opts = body.get("stream_options") or {}
             include_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
-            sink: asyncio.Queue = asyncio.Queue()
-            states = self.tm.submit_all(specs, sink)
-            try:
-                first = await first_event(sink)
-            except BaseException:
-                self.tm.abort_unfinished(states, "another choice of the request was rejected")
-                raise
-            renderer = _StreamRenderer(self, states, n, chat, include_usage, want_logprobs, echoes)
-            events = sse_stream(self.tm, states, sink, first, renderer)
-            return StreamingResponse(events, media_type="text/event-stream")
-        states = self.tm.submit_all(specs)
-        if not await wait_all(request, self.tm, states):
+            return await stream_response(self.tm, specs, lambda states: _StreamRenderer(
+                self, states, n, chat, include_usage, want_logprobs, echoes))
+        states = await collect(request, self.tm, specs)
+        if states is None:
             return Response(status_code=499)
-        raise_first_error(states)
         return JSONResponse(self._response(states, n, chat, want_logprobs, echoes))
 
     def _response(self, states: list[ReqState], n: int, chat: bool, want_logprobs: bool,

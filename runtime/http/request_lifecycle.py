@@ -1,7 +1,8 @@
 """Wait for submitted requests on behalf of an HTTP handler, aborting them if the client leaves.
 
 Shared by the native and OpenAI routes:
-  * `wait_all` races the requests against the client's disconnect (non-streaming);
+  * `collect` submits and races the requests against the client's disconnect (non-streaming);
+  * `stream_response` submits them as one stream whose status the first event decides;
   * `sse_stream` turns stream events into `data: ...` chunks, one write per event, ending
     with `data: [DONE]`; when the client disconnects the response task is cancelled and the
     generator's `finally` aborts whatever is unfinished, so the scheduler frees its KV.
@@ -13,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from starlette.requests import Request
+from starlette.responses import StreamingResponse
 
 from radixlm.runtime.errors import RequestError
+from radixlm.runtime.http.generate_input import RequestSpec
 from radixlm.runtime.server.tokenizer_manager import ReqState, StreamItem, TokenizerManager
 
 DONE = b"data: [DONE]\n\n"
@@ -50,6 +53,31 @@ async def _client_disconnected(request: Request) -> None:
 async def _all_done(states: list[ReqState]) -> None:
     for state in states:
         await state.done.wait()
+
+
+async def collect(request: Request, tm: TokenizerManager, specs: list[RequestSpec]) -> list[ReqState] | None:
+    """Submit `specs` and wait for all of them: their states, or None if the client left
+    (they are aborted). Raises the first request's error, if one failed."""
+    states = tm.submit_all(specs)
+    if not await wait_all(request, tm, states):
+        return None
+    raise_first_error(states)
+    return states
+
+
+async def stream_response(tm: TokenizerManager, specs: list[RequestSpec],
+                          renderer: Callable[[list[ReqState]], StreamRenderer]) -> StreamingResponse:
+    """Submit `specs` as one SSE stream. A request rejected before its first event makes the
+    whole call fail with its status (nothing has been sent yet), aborting the others."""
+    sink: asyncio.Queue = asyncio.Queue()
+    states = tm.submit_all(specs, sink)
+    try:
+        first = await first_event(sink)
+    except BaseException:
+        tm.abort_unfinished(states, "another request of the same call was rejected")
+        raise
+    events = sse_stream(tm, states, sink, first, renderer(states))
+    return StreamingResponse(events, media_type="text/event-stream")
 
 
 async def wait_all(request: Request, tm: TokenizerManager, states: list[ReqState]) -> bool:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from radixlm.runtime.sampling.sampling_params import SamplingParams
+
 
 @dataclass
 class RequestDetokenizer:
@@ -25,6 +27,12 @@ class RequestDetokenizer:
     _prefix_offset: int = 0
     _read_offset: int = 0
     _emitted: int = 0  # characters of `text` already handed out
+
+    @classmethod
+    def for_params(cls, tokenizer, params: SamplingParams) -> RequestDetokenizer:
+        return cls(tokenizer, stop=list(params.stop), skip_special_tokens=params.skip_special_tokens,
+                   spaces_between_special_tokens=params.spaces_between_special_tokens,
+                   no_stop_trim=params.no_stop_trim)
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(

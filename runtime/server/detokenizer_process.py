@@ -38,11 +38,7 @@ class DetokenizerManager:
         self.requests: dict[str, RequestDetokenizer] = {}
 
     def register(self, p: DetokenizeParams) -> None:
-        self.requests[p.rid] = RequestDetokenizer(
-            self.tokenizer, stop=p.stop, skip_special_tokens=p.skip_special_tokens,
-            spaces_between_special_tokens=p.spaces_between_special_tokens,
-            no_stop_trim=p.no_stop_trim,
-        )
+        self.requests[p.rid] = RequestDetokenizer.for_params(self.tokenizer, p.params)
 
     def process(self, batch: BatchTokenOut) -> BatchTextOut:
         texts = []

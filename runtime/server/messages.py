@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from radixlm.runtime.sampling.sampling_params import SamplingParams
 from radixlm.runtime.scheduler.io import ReqTokenOutput
 
 
@@ -37,11 +38,10 @@ class BatchTokenOut:
 # scheduler -> detokenizer, before the first output of `rid` (same socket, so it arrives first)
 @dataclass
 class DetokenizeParams:
+    """Registers `rid` with the detokenizer: its stop strings and decoding options."""
+
     rid: str
-    stop: list[str] = field(default_factory=list)
-    skip_special_tokens: bool = True
-    spaces_between_special_tokens: bool = True
-    no_stop_trim: bool = False
+    params: SamplingParams
 
 
 @dataclass

@@ -135,11 +135,8 @@ class SchedulerLoop:
             logger.error("scheduler got an unknown message %r", type(msg).__name__)
 
     def _add(self, tr: TokenizedRequest) -> None:
-        p = tr.sampling_params
         # Sent on the same socket as the outputs, so the detokenizer has it before them.
-        ipc.send(self.to_detokenizer, DetokenizeParams(
-            tr.rid, list(p.stop), p.skip_special_tokens, p.spaces_between_special_tokens, p.no_stop_trim,
-        ))
+        ipc.send(self.to_detokenizer, DetokenizeParams(tr.rid, tr.sampling_params))
         if (rejection := self.scheduler.try_add_request(tr)) is not None:
             self.rejected.append(rejection)
 
