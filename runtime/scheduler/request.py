@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from radixlm.runtime.sampling.sampling_params import SamplingParams
-from radixlm.runtime.scheduler.io import FinishReason
+from radixlm.runtime.scheduler.io import FinishReason, TokenizedRequest
 
 
 @dataclass
@@ -56,6 +56,21 @@ class Req:
 
     created_at: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
+
+    @classmethod
+    def from_tokenized(cls, tr: TokenizedRequest, default_seed: int | None, device: torch.device) -> Req:
+        """The scheduler's record of a new request; a seed (its own, else the server's
+        --random-seed) gives it a generator of its own, so its samples do not depend on the
+        other requests of its batches."""
+        req = cls(rid=tr.rid, input_ids=list(tr.input_ids), sampling_params=tr.sampling_params,
+                  return_logprob=tr.return_logprob, logprob_start_len=tr.logprob_start_len,
+                  top_logprobs_num=tr.top_logprobs_num)
+        seed = tr.sampling_params.sampling_seed
+        if seed is None:
+            seed = default_seed
+        if seed is not None:
+            req.generator = torch.Generator(device=device).manual_seed(seed & ((1 << 63) - 1))
+        return req
 
     @property
     def fill_ids(self) -> list[int]:

@@ -12,11 +12,9 @@ requests leave / new ones join every step (continuous batching). When KV runs ou
 decode, the requests with the most remaining output are retracted to the queue; their
 computed prefix stays in the radix cache and they resume later with the same output.
 
-This file schedules and owns the KV bookkeeping; the rest of a step lives beside it:
-grammar_queue.py (constrained requests waiting for a grammar, masks), sampled_rows.py (what
-each request drew, draft verdicts), jump_forward.py (forced text), prompt_logprobs.py,
-outputs.py (what a request hands out), request_kv.py (slot ownership), policy.py
-(admission order and reserves), batch.py (the forward's inputs).
+The rest of a step lives beside this file: grammar_queue.py (requests waiting for a grammar,
+masks), sampled_rows.py (what each request drew, draft verdicts), jump_forward.py,
+prompt_logprobs.py, outputs.py, request_kv.py (slot ownership), policy.py, batch.py.
 """
 
 from __future__ import annotations
@@ -88,16 +86,7 @@ class Scheduler:
     def add_request(self, tr: TokenizedRequest) -> None:
         """Queue a tokenized request. Raises ValueError if it can never be served."""
         self.validate(tr)
-        req = Req(
-            rid=tr.rid, input_ids=list(tr.input_ids), sampling_params=tr.sampling_params,
-            return_logprob=tr.return_logprob, logprob_start_len=tr.logprob_start_len,
-            top_logprobs_num=tr.top_logprobs_num,
-        )
-        seed = tr.sampling_params.sampling_seed
-        if seed is None:
-            seed = self.cfg.random_seed
-        if seed is not None:
-            req.generator = torch.Generator(device=self.device).manual_seed(seed & ((1 << 63) - 1))
+        req = Req.from_tokenized(tr, self.cfg.random_seed, self.device)
         if tr.sampling_params.constraint is not None:
             self.grammars.submit(req)
         else:
