@@ -130,34 +130,22 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.smoke:
         lines.append("SMOKE RUN: CPU interpreter, tiny shapes — the timings mean nothing.")
-    lines += ["", "### Decode (one query per request)", ""]
-    lines += [
+    lines += _table(
+        "Decode (one query per request)",
         "| batch | context | Triton ms | reference ms | SDPA (pre-gathered) ms | Triton vs ref | "
         "Triton GB/s | of copy BW | max abs err vs ref |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for case in decode_cases:
-        r = bench_decode(case, heads, dtype, device, timer)
-        lines.append(
-            f"| {case.batch} | {case.context} | {r['triton']:.3f} | {r['reference']:.3f} | "
-            f"{r['sdpa']:.3f} | {r['reference'] / r['triton']:.1f}x | {r['gbps']:.0f} | "
-            f"{r['gbps'] / copy_gbps:.0%} | {r['err']:.1e} |"
-        )
-        print(lines[-1], file=sys.stderr, flush=True)  # progress while the table builds
-    lines += ["", "### Extend (new tokens over a cached prefix, causal among themselves)", ""]
-    lines += [
+        ((c, bench_decode(c, heads, dtype, device, timer)) for c in decode_cases),
+        lambda c, r: f"| {c.batch} | {c.context} | {_times(r)} | {r['gbps']:.0f} | "
+                     f"{r['gbps'] / copy_gbps:.0%} | {r['err']:.1e} |",
+    )
+    lines += _table(
+        "Extend (new tokens over a cached prefix, causal among themselves)",
         "| batch | prefix | extend | Triton ms | reference ms | SDPA (pre-gathered) ms | "
         "Triton vs ref | Triton TFLOP/s | max abs err vs ref |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for case in extend_cases:
-        r = bench_extend(case, heads, dtype, device, timer)
-        lines.append(
-            f"| {case.batch} | {case.prefix} | {case.extend} | {r['triton']:.3f} | "
-            f"{r['reference']:.3f} | {r['sdpa']:.3f} | {r['reference'] / r['triton']:.1f}x | "
-            f"{r['tflops']:.1f} | {r['err']:.1e} |"
-        )
-        print(lines[-1], file=sys.stderr, flush=True)
+        ((c, bench_extend(c, heads, dtype, device, timer)) for c in extend_cases),
+        lambda c, r: f"| {c.batch} | {c.prefix} | {c.extend} | {_times(r)} | {r['tflops']:.1f} | "
+                     f"{r['err']:.1e} |",
+    )
     report = "\n".join(lines) + "\n"
     print(report)
     if args.out:
@@ -165,6 +153,22 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.out, "w") as f:
             f.write(report)
     return 0
+
+
+def _times(r: dict) -> str:
+    return (f"{r['triton']:.3f} | {r['reference']:.3f} | {r['sdpa']:.3f} | "
+            f"{r['reference'] / r['triton']:.1f}x")
+
+
+def _table(title: str, header: str, results, row) -> list[str]:
+    """A markdown table of `results` ((case, numbers) pairs), each row also printed as it
+    is measured (progress while the table builds)."""
+    columns = header.count("|") - 1
+    lines = ["", f"### {title}", "", header, "|" + "---:|" * columns]
+    for case, r in results:
+        lines.append(row(case, r))
+        print(lines[-1], file=sys.stderr, flush=True)
+    return lines
 
 
 class Timer:

@@ -16,15 +16,11 @@ from radixlm.lang.interpreter import StreamExecutor
 from radixlm.lang.ir import (
     SglConcateAndAppend,
     SglExpr,
-    SglExprList,
-    SglRoleBegin,
-    SglRoleEnd,
-    SglVarScopeBegin,
-    SglVarScopeEnd,
 )
+from radixlm.lang.roles import RoleMethods
 
 
-class ProgramState:
+class ProgramState(RoleMethods):
     def __init__(self, stream_executor: StreamExecutor) -> None:
         self.stream_executor = stream_executor
         self.ret_value: Any = None
@@ -36,35 +32,8 @@ class ProgramState:
         self.stream_executor.submit(other)
         return self
 
-    def _role(self, role: str, expr: Any = None):
-        if expr is not None:
-            node = SglExprList([SglRoleBegin(role), expr, SglRoleEnd(role)])
-            self.stream_executor.submit(node)
-            return node
-        return self._role_scope(role)
-
-    @contextmanager
-    def _role_scope(self, role: str) -> Iterator[None]:
-        self.stream_executor.submit(SglRoleBegin(role))
-        yield
-        self.stream_executor.submit(SglRoleEnd(role))
-
-    def system(self, expr: Any = None):
-        """Append `expr` as a system turn; with no expr, a context manager for the turn."""
-        return self._role("system", expr)
-
-    def user(self, expr: Any = None):
-        return self._role("user", expr)
-
-    def assistant(self, expr: Any = None):
-        return self._role("assistant", expr)
-
-    @contextmanager
-    def var_scope(self, name: str) -> Iterator[None]:
-        """Text appended inside the block becomes the variable `name`."""
-        self.stream_executor.submit(SglVarScopeBegin(name))
-        yield
-        self.stream_executor.submit(SglVarScopeEnd(name))
+    def _run(self, node: SglExpr) -> None:
+        self.stream_executor.submit(node)
 
     # ---- forking --------------------------------------------------------------------------
     def fork(self, size: int = 1, position_ids_offset: Any = None) -> ProgramStateGroup:

@@ -28,9 +28,9 @@ from radixlm.lang.ir import (
     SglSelect,
     SglVariable,
     SglVarScopeBegin,
-    SglVarScopeEnd,
     as_expr,
 )
+from radixlm.lang.roles import RoleMethods
 
 
 class StopTracing(Exception):
@@ -54,7 +54,7 @@ def current_tracer() -> TracerProgramState | None:
     return _current_tracer.get()
 
 
-class TracerProgramState:
+class TracerProgramState(RoleMethods):
     """Records the nodes a program appends; mirrors ProgramState's surface."""
 
     def __init__(self, chat_template: ChatTemplate, arguments: dict[str, Any],
@@ -118,32 +118,8 @@ class TracerProgramState:
         self.messages_.append({"role": role, "content": None})
         self.cur_role = None
 
-    def _role(self, role: str, expr: Any = None):
-        if expr is not None:
-            self._execute(SglExprList([SglRoleBegin(role), expr, SglRoleEnd(role)]))
-            return None
-        return self._role_scope(role)
-
-    @contextmanager
-    def _role_scope(self, role: str) -> Iterator[None]:
-        self._role_begin(role)
-        yield
-        self._role_end(role)
-
-    def system(self, expr: Any = None):
-        return self._role("system", expr)
-
-    def user(self, expr: Any = None):
-        return self._role("user", expr)
-
-    def assistant(self, expr: Any = None):
-        return self._role("assistant", expr)
-
-    @contextmanager
-    def var_scope(self, name: str) -> Iterator[None]:
-        self._execute(SglVarScopeBegin(name))
-        yield
-        self._execute(SglVarScopeEnd(name))
+    def _run(self, node: SglExpr) -> None:
+        self._execute(node)
 
     def fork(self, size: int = 1, position_ids_offset: Any = None) -> TracerStateGroup:
         if self.only_trace_prefix:
