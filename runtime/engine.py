@@ -256,6 +256,7 @@ class Engine:
         self._closed = self._loop_done = True  # before the drain: see _put
         self._fail_all(error)
         self._drain(error)
+        self.scheduler.grammars.shutdown()
 
     def _run_once(self) -> bool:
         """Handle the queued commands (waiting for one only when idle), then one step."""

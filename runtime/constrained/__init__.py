@@ -51,30 +51,23 @@ Scheduler integration (the whole contract; every call on the scheduler thread):
 Mask sizing: bitmask words = ceil(logits_dim / 32) from the model, never the tokenizer.
 """
 
-from radixlm.runtime.constrained.bitmask import (
-    allocate_token_bitmask,
-    apply_token_bitmask_,
-    reset_bitmask,
-    unpack_bitmask,
-)
-from radixlm.runtime.constrained.constraints import KINDS, GrammarKey
-from radixlm.runtime.constrained.grammar_manager import (
-    GrammarHandle,
-    GrammarLimits,
-    GrammarManager,
-)
-from radixlm.runtime.constrained.jump_forward import JumpForward, try_jump_forward
+from typing import Any
 
-__all__ = [
-    "KINDS",
-    "GrammarHandle",
-    "GrammarKey",
-    "GrammarLimits",
-    "GrammarManager",
-    "JumpForward",
-    "allocate_token_bitmask",
-    "apply_token_bitmask_",
-    "reset_bitmask",
-    "try_jump_forward",
-    "unpack_bitmask",
-]
+# Lazy, so a compile worker process (compile_worker.py) can import this package's light
+# modules without torch, which the bitmask and matcher modules need.
+_EXPORTS = {
+    "KINDS": "constraints", "GrammarKey": "constraints",
+    "GrammarHandle": "grammar_manager", "GrammarLimits": "grammar_manager", "GrammarManager": "grammar_manager",
+    "JumpForward": "jump_forward", "try_jump_forward": "jump_forward",
+    "allocate_token_bitmask": "bitmask", "apply_token_bitmask_": "bitmask", "reset_bitmask": "bitmask",
+    "unpack_bitmask": "bitmask",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(name)
+    import importlib
+
+    return getattr(importlib.import_module(f"radixlm.runtime.constrained.{_EXPORTS[name]}"), name)

@@ -35,7 +35,14 @@ class CharDFA:
 
     def __init__(self, fsm) -> None:
         self.initial: int = fsm.initial
-        self._alphabet = fsm.alphabet
+        # Plain dicts, not interegular's Alphabet: it keys "any other character" by a module
+        # singleton that does not survive pickling (grammars come back from compile workers).
+        mapping = fsm.alphabet._symbol_mapping
+        self._keys: dict[str, int] = {c: k for c, k in mapping.items() if c is not anything_else}
+        self._other_key: int | None = mapping.get(anything_else)
+        self._chars_of: dict[int, list] = {}
+        for c, k in mapping.items():
+            self._chars_of.setdefault(k, []).append(c)
         self._finals = frozenset(fsm.finals)
         live = _live_states(fsm)
         # state -> {transition key -> next}, restricted to states that can still accept
@@ -59,7 +66,7 @@ class CharDFA:
         edges = self._map.get(state)
         if edges is None:
             return DEAD
-        key = self._alphabet[char]
+        key = self._keys.get(char, self._other_key)
         return edges.get(key, DEAD) if key is not None else DEAD
 
     def walk(self, state: int, text: str) -> int:
@@ -81,7 +88,7 @@ class CharDFA:
         if len(edges) != 1:
             return None
         ((key, target),) = edges.items()
-        chars = self._alphabet.by_transition[key]
+        chars = self._chars_of[key]
         if len(chars) != 1 or chars[0] is anything_else:
             return None
         return chars[0], target

@@ -5,7 +5,9 @@ Kinds (at most one per request, see `SamplingParams.constraint`):
   * `json_schema`: a JSON schema as a string or a dict, through outlines-core's
     `build_regex_from_schema`; whitespace between tokens is compact (`""`) by default;
   * `choices`: a list of strings, one of which is produced verbatim;
-  * `dtype`: `"int" | "float" | "bool" | "str"`, the frontend's typed-generation regexes.
+  * `dtype`: `"int" | "float" | "bool" | "str"`, the frontend's typed-generation regexes;
+  * `ebnf`: a context-free grammar (SGLang's syntax, `root ::= ...`; or llguidance's Lark),
+    compiled by the llguidance backend (it has no regex).
 Errors are `ValueError` with the reason (the server answers HTTP 400).
 """
 
@@ -23,7 +25,7 @@ REGEX_BOOL = r"(True|False)"
 REGEX_STR = r"\"[\w\d\s]*\""
 DTYPE_REGEXES = {"int": REGEX_INT, "float": REGEX_FLOAT, "bool": REGEX_BOOL, "str": REGEX_STR}
 
-KINDS = ("regex", "json_schema", "choices", "dtype")
+KINDS = ("regex", "json_schema", "choices", "dtype", "ebnf")
 COMPACT_WHITESPACE = ""  # no whitespace between JSON tokens: longest jump-forward runs
 MAX_JSON_RECURSION_DEPTH = 3
 
@@ -42,7 +44,7 @@ class GrammarKey(NamedTuple):
 
 def canonical_spec(kind: str, spec: Any) -> str:
     """A stable text for `spec`; raises ValueError for an unknown kind or a malformed spec."""
-    if kind == "regex":
+    if kind in ("regex", "ebnf"):
         return _require_str(kind, spec)
     if kind == "json_schema":
         # Key order is kept on purpose: it fixes the order of properties in the output.
@@ -71,6 +73,8 @@ def constraint_regex(kind: str, canonical: str, whitespace: str | None = COMPACT
         return "(" + "|".join(escape_literal(c) for c in json.loads(canonical)) + ")"
     if kind == "dtype":
         return DTYPE_REGEXES[canonical]
+    if kind == "ebnf":
+        raise ValueError("an ebnf grammar has no regex form: it is compiled by the llguidance backend")
     raise ValueError(f"unknown constraint kind {kind!r}; expected one of {', '.join(KINDS)}")
 
 

@@ -1,56 +1,67 @@
-"""GrammarManager: compiles constraints off the scheduler loop and caches them.
+"""GrammarManager: compiles constraints off the scheduler loop, on the right backend, and caches them.
 
 Scheduler protocol (all calls on the scheduler thread; the manager is not thread-safe):
   * `handle = manager.submit(kind, spec)` when a constrained request arrives; the request
     waits in the scheduler's grammar queue;
-  * each iteration, `manager.poll(handle)` -> a fresh `GrammarMatcher` (ready: move the
-    request to the waiting queue with `req.grammar = matcher`), `None` (still compiling), or
-    raises `ValueError(reason)` (abort the request, HTTP 400);
+  * each iteration, `manager.poll(handle)` -> a fresh `GrammarMatcher` (ready), `None` (still
+    compiling), or raises `RequestError`: 400 when the constraint cannot be compiled (bad
+    syntax, or over every backend's limits), 503 when the compile workers stayed busy too
+    long (nothing is wrong with the constraint: the client should retry);
   * `manager.cancel(handle)` when a waiting request is aborted.
 
-Compilation runs in a thread pool (outlines-core's Index build releases the GIL). Results
-are cached in memory by `GrammarKey` (kind, canonical spec, JSON whitespace, tokenizer),
-LRU-bounded by bytes; failures are cached too, so a repeated bad schema fails at once.
-Caps: a compile that takes longer than `compile_timeout_s` fails (the worker cannot be
-interrupted, its late result is discarded), and regexes longer than `max_regex_chars` or
-automata larger than `max_grammar_bytes` are refused.
+Backends: regex, JSON schema, choices and dtype go to outlines-core (full guarantees: jump-
+forward, budget-aware decoding), `ebnf` to llguidance. A constraint whose outlines index
+would be too large (`cost_estimate.py`) or whose build runs out of its time or memory goes
+to llguidance instead of failing. Compilation runs in worker processes (`CompilePool`) that
+are killed at the time or memory limit. Results are cached by `GrammarKey` (kind, canonical
+spec, JSON whitespace, tokenizer), LRU-bounded by bytes; failures are cached too (not a busy
+pool), so a repeated bad schema fails at once.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from radixlm.runtime.constrained.base import CompiledGrammar, GrammarMatcher
+from radixlm.runtime.constrained.compile_pool import CompileOutcome, CompilePool
+from radixlm.runtime.constrained.compile_worker import CompiledParts, CompileJob
 from radixlm.runtime.constrained.constraints import (
     COMPACT_WHITESPACE,
     GrammarKey,
     canonical_spec,
     constraint_regex,
 )
-from radixlm.runtime.constrained.outlines_grammar import compile_outlines_grammar
+from radixlm.runtime.constrained.cost_estimate import estimated_index_edges
 from radixlm.runtime.constrained.vocabulary import TokenVocab, build_token_vocab
+from radixlm.runtime.errors import RequestError
 
 logger = logging.getLogger(__name__)
+
+OUTLINES_KINDS = ("regex", "json_schema", "choices", "dtype")
+CFG_KINDS = ("ebnf", "regex", "json_schema", "choices", "dtype")
 
 
 @dataclass(frozen=True)
 class GrammarLimits:
-    compile_timeout_s: float = 30.0
+    compile_timeout_s: float = 30.0  # one constraint, every backend tried included
+    outlines_timeout_s: float = 10.0  # an outlines build past this is retried on llguidance
+    memory_limit_bytes: int = 2 << 30  # what one compile may add to its worker's memory
+    queue_timeout_s: float = 30.0  # waiting for a free worker, before a 503
     max_regex_chars: int = 200_000
-    max_grammar_bytes: int = 256 << 20  # one automaton
+    max_grammar_bytes: int = 256 << 20  # one outlines automaton
+    max_index_edges: int = 8_000_000  # estimated outlines index size; above it: llguidance
     cache_bytes: int = 1 << 30  # all cached automata
     max_cache_entries: int = 4096  # failures included
 
     def __post_init__(self) -> None:
-        for name in ("compile_timeout_s", "max_regex_chars", "max_grammar_bytes", "cache_bytes",
-                     "max_cache_entries"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0 (got {getattr(self, name)})")
+        for name, value in self.__dict__.items():
+            if value <= 0:
+                raise ValueError(f"{name} must be > 0 (got {value})")
 
 
 @dataclass
@@ -58,13 +69,12 @@ class _Entry:
     """One cache slot: a compile in flight, a compiled grammar, or a failure."""
 
     key: GrammarKey
-    future: Future
+    backend: str
     submitted_at: float
-    started_at: float | None = None  # written by the worker thread when it picks the job up
-    finished_at: float | None = None  # written by the worker thread when it is done
-    error: str | None = None  # set once the compile failed or ran out of time
+    job_id: int | None = None  # the compile in flight
+    grammar: CompiledGrammar | None = None
+    error: RequestError | None = None
     waiters: int = 0  # handles not yet cancelled
-    recorded: bool = False  # compile time added to the stats
 
 
 @dataclass
@@ -74,7 +84,7 @@ class GrammarHandle:
     key: GrammarKey | None  # None: the spec was malformed (see error)
     entry: _Entry | None
     cache_hit: bool
-    error: str | None = None
+    error: RequestError | None = None
 
 
 @dataclass
@@ -82,6 +92,7 @@ class GrammarStats:
     hits: int = 0
     misses: int = 0
     failures: int = 0
+    fallbacks: int = 0  # constraints moved from outlines-core to llguidance
     compile_s: list[float] = field(default_factory=list)  # each successful compile
 
 
@@ -89,9 +100,11 @@ class GrammarManager:
     def __init__(self, vocab: TokenVocab, logits_dim: int,
                  whitespace_pattern: str | None = COMPACT_WHITESPACE,
                  limits: GrammarLimits | None = None, max_workers: int = 2,
-                 jump_forward: bool = True) -> None:
+                 jump_forward: bool = True, distances: bool = True, tokenizer=None) -> None:
         """`whitespace_pattern`: between JSON tokens ("" = compact, None = outlines' `[ ]?`);
-        `jump_forward=False` skips building the char DFAs (`--disable-jump-forward`)."""
+        `jump_forward=False` skips the char DFAs (`--disable-jump-forward`), `distances=False`
+        the distance tables (`--disable-budget-completion`); `tokenizer` (the Hugging Face
+        one) is needed for the llguidance backend."""
         if logits_dim < vocab.size:
             raise ValueError(f"logits_dim {logits_dim} is smaller than the tokenizer's "
                              f"vocabulary ({vocab.size} ids)")
@@ -99,16 +112,22 @@ class GrammarManager:
         self.logits_dim = logits_dim
         self.whitespace_pattern = whitespace_pattern
         self.jump_forward = jump_forward
+        self.distances = distances
+        self.tokenizer = tokenizer
         self.limits = limits or GrammarLimits()
         self.stats = GrammarStats()
         self._cache: OrderedDict[GrammarKey, _Entry] = OrderedDict()
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grammar")
+        self._jobs: dict[int, _Entry] = {}
+        self._job_ids = itertools.count(1)
+        self._llguidance = None
+        self._pool = CompilePool(vocab, max_workers, self.limits.memory_limit_bytes,
+                                 self.limits.queue_timeout_s)
 
     @classmethod
     def from_tokenizer(cls, tokenizer, stop_ids: tuple[int, ...], logits_dim: int,
                        **kwargs: Any) -> GrammarManager:
         """Builds the vocabulary first (~1 s for 49k tokens)."""
-        return cls(build_token_vocab(tokenizer, stop_ids), logits_dim, **kwargs)
+        return cls(build_token_vocab(tokenizer, stop_ids), logits_dim, tokenizer=tokenizer, **kwargs)
 
     # --- scheduler API ------------------------------------------------------------------
 
@@ -117,7 +136,7 @@ class GrammarManager:
         try:
             key = self._key(kind, spec)
         except ValueError as e:
-            return GrammarHandle(None, None, cache_hit=False, error=str(e))
+            return GrammarHandle(None, None, cache_hit=False, error=RequestError.invalid(str(e)))
         entry = self._cache.get(key)
         hit = entry is not None
         if hit:
@@ -125,27 +144,22 @@ class GrammarManager:
             self.stats.hits += 1
         else:
             self.stats.misses += 1
-            entry = _Entry(key, Future(), time.monotonic())  # the worker needs the entry
-            entry.future = self._pool.submit(self._compile, entry)
+            entry = _Entry(key, self._backend_for(key), time.monotonic())
             self._cache[key] = entry
+            self._start(entry)
             self._evict()
         entry.waiters += 1
         return GrammarHandle(key, entry, cache_hit=hit)
 
     def poll(self, handle: GrammarHandle) -> GrammarMatcher | None:
-        """A new matcher once compiled, None while compiling; ValueError with the reason on
-        failure or timeout (the failure stays cached for its key)."""
+        """A new matcher once compiled, None while compiling; RequestError on failure."""
         if handle.error is not None:
-            raise ValueError(handle.error)
+            raise handle.error
+        self._collect()
         entry = handle.entry
         if entry.error is not None:
-            raise ValueError(entry.error)
-        if entry.future.cancelled():
-            raise ValueError("the grammar compile was cancelled")
-        if entry.future.done():
-            return self._finished(entry).new_matcher()
-        self._check_deadline(entry)
-        return None
+            raise entry.error
+        return None if entry.grammar is None else entry.grammar.new_matcher()
 
     def wait(self, handle: GrammarHandle, poll_interval_s: float = 0.002) -> GrammarMatcher:
         """Blocking `poll` (tests, benchmarks, offline use)."""
@@ -160,11 +174,16 @@ class GrammarManager:
         if entry is None:
             return
         entry.waiters -= 1
-        if entry.waiters == 0 and entry.future.cancel():
+        if entry.waiters == 0 and entry.job_id is not None and self._pool.cancel(entry.job_id):
+            self._jobs.pop(entry.job_id, None)
             self._cache.pop(entry.key, None)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
+
+    @property
+    def worker_restarts(self) -> int:
+        return self._pool.restarts
 
     # --- internals ----------------------------------------------------------------------
 
@@ -172,67 +191,86 @@ class GrammarManager:
         whitespace = self.whitespace_pattern if kind == "json_schema" else None
         return GrammarKey(kind, canonical_spec(kind, spec), whitespace, self.vocab.fingerprint)
 
-    def _compile(self, entry: _Entry) -> CompiledGrammar:
-        """Worker thread: writes only `entry.started_at` / `finished_at`."""
-        entry.started_at = time.monotonic()
+    def _backend_for(self, key: GrammarKey) -> str:
+        if key.kind not in OUTLINES_KINDS:
+            return "llguidance"
         try:
-            key = entry.key
-            regex = constraint_regex(key.kind, key.spec, key.whitespace)
-            if len(regex) > self.limits.max_regex_chars:
-                raise ValueError(f"{key.kind} is too large: its regex has {len(regex)} "
-                                 f"characters (limit {self.limits.max_regex_chars})")
-            return compile_outlines_grammar(key, regex, self.vocab, self.limits.max_grammar_bytes,
-                                            self.jump_forward)
-        finally:
-            entry.finished_at = time.monotonic()
+            edges = estimated_index_edges(constraint_regex(key.kind, key.spec, key.whitespace),
+                                          self.logits_dim)
+        except ValueError:
+            return "outlines"  # the compile reports the error with its reason
+        if edges is not None and edges > self.limits.max_index_edges:
+            logger.info("%s estimated at %d index edges: compiled by llguidance", key.kind, edges)
+            return "llguidance"
+        return "outlines"
 
-    def _finished(self, entry: _Entry) -> CompiledGrammar:
-        """The grammar of a done future, or the failure recorded (and raised) for it."""
-        error = entry.future.exception()
-        took = entry.finished_at - entry.started_at
-        if error is None and took > self.limits.compile_timeout_s:
-            error = self._timeout_error()  # finished late but before a poll noticed: same rule
-        if error is not None:
-            self._fail(entry, str(error))
-        if not entry.recorded:
-            entry.recorded = True
-            self.stats.compile_s.append(took)
-            self._evict()
-        return entry.future.result()
+    def _start(self, entry: _Entry) -> None:
+        elapsed = time.monotonic() - entry.submitted_at
+        budget = self.limits.compile_timeout_s - elapsed
+        if entry.backend == "outlines":
+            budget = min(budget, self.limits.outlines_timeout_s)
+        entry.job_id = next(self._job_ids)
+        self._jobs[entry.job_id] = entry
+        self._pool.submit(CompileJob(
+            entry.job_id, entry.key, entry.backend, self.jump_forward, self.distances,
+            self.limits.max_regex_chars, self.limits.max_grammar_bytes, timeout_s=max(budget, 0.001)))
 
-    def _check_deadline(self, entry: _Entry) -> None:
-        now, limit = time.monotonic(), self.limits.compile_timeout_s
-        if entry.started_at is not None and now - entry.started_at > limit:
-            self._fail(entry, self._timeout_error())
-        if entry.started_at is None and now - entry.submitted_at > limit and entry.future.cancel():
-            # Queued behind other compiles: not this grammar's fault, so not kept in the cache
-            # (a later request retries); the handles already waiting share the error.
+    def _collect(self) -> None:
+        for outcome in self._pool.poll():
+            entry = self._jobs.pop(outcome.job_id, None)
+            if entry is not None:
+                entry.job_id = None
+                self._settle(entry, outcome)
+
+    def _settle(self, entry: _Entry, outcome: CompileOutcome) -> None:
+        if outcome.parts is not None:
+            try:
+                entry.grammar = self._assemble(entry.key, outcome.parts)
+                self.stats.compile_s.append(entry.grammar.compile_s)
+                self._evict()
+                return
+            except ValueError as e:
+                outcome = CompileOutcome(outcome.job_id, None, RequestError.invalid(str(e)))
+        if outcome.over_limit and entry.backend == "outlines" and entry.key.kind in CFG_KINDS \
+                and time.monotonic() - entry.submitted_at < self.limits.compile_timeout_s:
+            logger.info("%s moved to llguidance: %s", entry.key.kind, outcome.error.message)
+            self.stats.fallbacks += 1
+            entry.backend = "llguidance"
+            self._start(entry)
+            return
+        entry.error = outcome.error
+        if outcome.error.status >= 500:  # the pool was busy: later requests try again
             self._cache.pop(entry.key, None)
-            entry.error = f"grammar compiler is busy: waited {limit:g} s without starting"
-            raise ValueError(entry.error)
-
-    def _timeout_error(self) -> str:
-        return f"grammar took longer than {self.limits.compile_timeout_s:g} s to compile"
-
-    def _fail(self, entry: _Entry, message: str) -> None:
-        if entry.error is None:
-            entry.error = message
+        else:
             self.stats.failures += 1
-            logger.info("grammar %s failed: %s", entry.key.kind, message)
-        raise ValueError(message)
+            logger.info("grammar %s failed: %s", entry.key.kind, outcome.error.message)
+
+    def _assemble(self, key: GrammarKey, parts: CompiledParts) -> CompiledGrammar:
+        if parts.backend == "outlines":
+            from radixlm.runtime.constrained.outlines_grammar import OutlinesGrammar
+
+            return OutlinesGrammar(key, parts, self.vocab)
+        from radixlm.runtime.constrained.llguidance_grammar import (
+            LLGuidanceBackend,
+            LLGuidanceGrammar,
+        )
+
+        if self._llguidance is None:
+            if self.tokenizer is None:
+                raise ValueError(f"{key.kind} needs the llguidance backend, which needs the tokenizer")
+            self._llguidance = LLGuidanceBackend(self.tokenizer, self.logits_dim, self.vocab.stop_ids)
+        return LLGuidanceGrammar(key, parts.grammar, self._llguidance, parts.compile_s, parts.size_bytes)
 
     def _evict(self) -> None:
         """Drop least recently used finished entries beyond the byte and entry budgets."""
         def size(e: _Entry) -> int:
-            done = e.future.done() and not e.future.cancelled() and e.future.exception() is None
-            return e.future.result().size_bytes if done else 0
+            return e.grammar.size_bytes if e.grammar is not None else 0
 
         total = sum(size(e) for e in self._cache.values())
         for key in list(self._cache):
-            if (total <= self.limits.cache_bytes
-                    and len(self._cache) <= self.limits.max_cache_entries):
+            if total <= self.limits.cache_bytes and len(self._cache) <= self.limits.max_cache_entries:
                 break
             entry = self._cache[key]
-            if entry.future.done():  # in-flight entries have waiters: keep them
+            if entry.job_id is None:  # in-flight entries have waiters: keep them
                 total -= size(entry)
                 del self._cache[key]

@@ -73,7 +73,7 @@ def test_dtype_accepts_python_types():
     ("choices", [], "non-empty list"),
     ("choices", ["a", ""], "non-empty strings"),
     ("dtype", "complex", "dtype must be one of"),
-    ("ebnf", "root ::= 'a'", "unknown constraint kind"),
+    ("lark", "start: 'a'", "unknown constraint kind"),
 ])
 def test_malformed_specs_are_value_errors(kind, spec, message):
     with pytest.raises(ValueError, match=message):

@@ -1,4 +1,5 @@
-"""GrammarManager: background compiles, cache hits, cached failures, time and size caps."""
+"""GrammarManager: compiles in killable worker processes, cache hits, cached failures, the
+llguidance fallback for what outlines-core cannot build, time / memory / queue limits."""
 
 from __future__ import annotations
 
@@ -6,19 +7,28 @@ import time
 
 import pytest
 
-from radixlm.runtime.constrained import grammar_manager as gm
 from radixlm.runtime.constrained.grammar_manager import GrammarLimits, GrammarManager
+from radixlm.runtime.constrained.llguidance_grammar import LLGuidanceMatcher
+from radixlm.runtime.constrained.outlines_matcher import OutlinesMatcher
+from radixlm.runtime.errors import RequestError
 
 from .conftest import LOGITS_DIM  # noqa: TID252 (pytest importlib mode)
 
+# Its outlines-core DFA has 2^19 states: tens of seconds to build here. llguidance builds
+# the same language lazily, in milliseconds.
+EXPONENTIAL = "(a|b)*a(a|b){18}"
+ESSAY = {"type": "object", "properties": {"essay": {"type": "string", "maxLength": 2000}},
+         "required": ["essay"]}
+
 
 @pytest.fixture
-def fresh_manager(vocab):
+def fresh_manager(vocab, tokenizer):
     """A one-worker manager with its own (empty) cache; shut down after the test."""
     managers = []
 
     def make(**limits) -> GrammarManager:
-        manager = GrammarManager(vocab, LOGITS_DIM, limits=GrammarLimits(**limits), max_workers=1)
+        manager = GrammarManager(vocab, LOGITS_DIM, limits=GrammarLimits(**limits), max_workers=1,
+                                 tokenizer=tokenizer)
         managers.append(manager)
         return manager
 
@@ -27,10 +37,10 @@ def fresh_manager(vocab):
         manager.shutdown()
 
 
-def _poll_error(manager: GrammarManager, handle) -> str:
-    with pytest.raises(ValueError) as info:
+def _poll_error(manager: GrammarManager, handle) -> RequestError:
+    with pytest.raises(RequestError) as info:
         manager.wait(handle)
-    return str(info.value)
+    return info.value
 
 
 def test_repeated_spec_hits_the_cache(fresh_manager):
@@ -61,8 +71,8 @@ def test_schema_dict_and_string_share_one_compile(fresh_manager):
 
 
 def test_whitespace_setting_is_part_of_the_key(vocab):
-    compact = GrammarManager(vocab, LOGITS_DIM)
-    spaced = GrammarManager(vocab, LOGITS_DIM, whitespace_pattern=r"[ ]?")
+    compact = GrammarManager(vocab, LOGITS_DIM, max_workers=1)
+    spaced = GrammarManager(vocab, LOGITS_DIM, whitespace_pattern=r"[ ]?", max_workers=1)
     try:
         schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
         assert compact._key("json_schema", schema) != spaced._key("json_schema", schema)
@@ -77,9 +87,10 @@ def test_whitespace_setting_is_part_of_the_key(vocab):
     ("(?=a)a", "cannot compile regex"),
     (r"\bword", "cannot compile regex"),
 ])
-def test_bad_regex_is_a_value_error_with_the_reason(regex, reason, fresh_manager):
+def test_bad_regex_is_a_400_with_the_reason(regex, reason, fresh_manager):
     manager = fresh_manager()
-    assert reason in _poll_error(manager, manager.submit("regex", regex))
+    error = _poll_error(manager, manager.submit("regex", regex))
+    assert error.status == 400 and reason in error.message
 
 
 def test_anchored_regex_compiles(fresh_manager, tokenizer):
@@ -94,76 +105,90 @@ def test_failures_are_cached(fresh_manager):
     first = _poll_error(manager, manager.submit("regex", "(a"))
     again = manager.submit("regex", "(a")
     assert again.cache_hit
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(RequestError) as info:
         manager.poll(again)
-    assert str(info.value) == first
+    assert info.value.message == first.message
     assert manager.stats.failures == 1
 
 
-def test_unsupported_schema_is_a_value_error(fresh_manager):
+def test_unsupported_schema_is_a_400(fresh_manager):
     manager = fresh_manager()
     error = _poll_error(manager, manager.submit("json_schema", {"type": "frobnicate"}))
-    assert error.startswith("unsupported json_schema")
+    assert error.message.startswith("unsupported json_schema")
 
 
-def test_malformed_spec_fails_at_poll(fresh_manager):
+def test_ebnf_compiles_on_llguidance(fresh_manager, tokenizer):
     manager = fresh_manager()
-    handle = manager.submit("ebnf", "root ::= 'a'")
-    with pytest.raises(ValueError, match="unknown constraint kind"):
-        manager.poll(handle)
+    matcher = manager.wait(manager.submit("ebnf", 'root ::= "(" [0-9]+ ")"'))
+    assert isinstance(matcher, LLGuidanceMatcher)
+    for t in tokenizer.encode("(42)", add_special_tokens=False):
+        assert matcher.accept_token(t)
+    assert matcher.is_accepting()
 
 
-def test_slow_compile_is_a_timeout_error(fresh_manager):
-    manager = fresh_manager(compile_timeout_s=0.001)
-    error = _poll_error(manager, manager.submit("regex", "[a-z]+@[a-z]+"))
-    assert error == "grammar took longer than 0.001 s to compile"
-    assert manager.submit("regex", "[a-z]+@[a-z]+").cache_hit  # cached as a failure
+def test_bad_ebnf_is_a_400_with_the_library_message(fresh_manager):
+    manager = fresh_manager()
+    error = _poll_error(manager, manager.submit("ebnf", "root ::= undefined_rule"))
+    assert error.status == 400 and "undefined_rule" in error.message
 
 
-def test_running_compile_times_out_while_polled(fresh_manager, monkeypatch):
-    """A compile still running past the limit fails at once; its late result is ignored."""
-    monkeypatch.setattr(gm, "compile_outlines_grammar", _sleeping_compile(0.5))
-    manager = fresh_manager(compile_timeout_s=0.1)
-    handle = manager.submit("regex", "x")
+def test_a_schema_estimated_too_large_for_outlines_goes_to_llguidance(fresh_manager):
+    manager = fresh_manager()
+    matcher = manager.wait(manager.submit("json_schema", ESSAY))
+    assert isinstance(matcher, LLGuidanceMatcher) and manager.stats.fallbacks == 0
+
+
+def test_an_outlines_build_past_its_time_is_killed_and_retried_on_llguidance(fresh_manager):
+    manager = fresh_manager(outlines_timeout_s=0.5)
     started = time.monotonic()
-    error = _poll_error(manager, handle)
-    assert "took longer than 0.1 s" in error and time.monotonic() - started < 0.4
+    matcher = manager.wait(manager.submit("regex", EXPONENTIAL))
+    assert isinstance(matcher, LLGuidanceMatcher)
+    assert manager.stats.fallbacks == 1 and manager.worker_restarts == 1
+    assert time.monotonic() - started < 10
+    assert isinstance(manager.wait(manager.submit("regex", "[0-9]+")), OutlinesMatcher)  # a fresh worker
 
 
-def test_queued_compile_reports_a_busy_compiler_and_is_not_cached(fresh_manager, monkeypatch):
-    monkeypatch.setattr(gm, "compile_outlines_grammar", _sleeping_compile(0.5))
-    manager = fresh_manager(compile_timeout_s=0.2)  # one worker
-    manager.submit("regex", "slow")
+def test_an_outlines_build_past_its_memory_is_killed_and_retried_on_llguidance(fresh_manager):
+    manager = fresh_manager(memory_limit_bytes=20 << 20)  # the index of this regex alone is 26 MiB
+    matcher = manager.wait(manager.submit("regex", '"[^"]{0,100}"'))
+    assert isinstance(matcher, LLGuidanceMatcher)
+    assert manager.stats.fallbacks == 1 and manager.worker_restarts == 1
+
+
+def test_a_compile_past_the_whole_timeout_is_a_400(fresh_manager):
+    manager = fresh_manager(compile_timeout_s=0.3, outlines_timeout_s=0.3)
+    error = _poll_error(manager, manager.submit("regex", EXPONENTIAL))
+    assert error.status == 400 and "took longer than" in error.message
+
+
+def test_oversized_automaton_goes_to_llguidance(fresh_manager):
+    manager = fresh_manager(max_grammar_bytes=1024)
+    assert isinstance(manager.wait(manager.submit("regex", "[a-z]{1,8}")), LLGuidanceMatcher)
+    assert manager.stats.fallbacks == 1
+
+
+def test_a_compile_queued_past_its_deadline_is_a_503_and_not_cached(fresh_manager):
+    manager = fresh_manager(queue_timeout_s=0.3, outlines_timeout_s=5)  # one worker, kept busy
+    manager.submit("regex", EXPONENTIAL)
     queued = manager.submit("regex", "queued")
-    assert "busy" in _poll_error(manager, queued)
+    error = _poll_error(manager, queued)
+    assert error.status == 503 and "busy" in error.message
     assert not manager.submit("regex", "queued").cache_hit
 
 
-def test_cancel_drops_a_compile_nobody_waits_for(fresh_manager, monkeypatch):
-    monkeypatch.setattr(gm, "compile_outlines_grammar", _sleeping_compile(0.3))
-    manager = fresh_manager()
-    manager.submit("regex", "busy")
+def test_cancel_drops_a_compile_nobody_waits_for(fresh_manager):
+    manager = fresh_manager(outlines_timeout_s=5)
+    manager.submit("regex", EXPONENTIAL)
     queued = manager.submit("regex", "queued")
     manager.cancel(queued)
     assert not manager.submit("regex", "queued").cache_hit
 
 
-def test_compile_runs_off_the_calling_thread(fresh_manager, monkeypatch):
-    monkeypatch.setattr(gm, "compile_outlines_grammar", _sleeping_compile(0.2))
+def test_compile_runs_off_the_calling_thread(fresh_manager):
     manager = fresh_manager()
-    handle = manager.submit("regex", "x")
-    assert manager.poll(handle) is None
+    handle = manager.submit("json_schema", {"type": "object", "properties": {"x": {"type": "string"}}})
+    assert manager.poll(handle) is None  # submitted, not compiled inline
     assert manager.wait(handle) is not None
-
-
-def test_oversized_automaton_is_refused(fresh_manager):
-    manager = fresh_manager(max_grammar_bytes=1024)
-    assert "too complex" in _poll_error(manager, manager.submit("regex", "[a-z]{1,8}"))
-
-
-def test_overlong_regex_is_refused(fresh_manager):
-    manager = fresh_manager(max_regex_chars=10)
-    assert "too large" in _poll_error(manager, manager.submit("choices", ["alpha", "beta"]))
 
 
 def test_cache_evicts_least_recently_used_beyond_its_byte_budget(fresh_manager):
@@ -175,10 +200,19 @@ def test_cache_evicts_least_recently_used_beyond_its_byte_budget(fresh_manager):
 
 
 def test_jump_forward_off_skips_the_char_dfa(vocab):
-    manager = GrammarManager(vocab, LOGITS_DIM, jump_forward=False)
+    manager = GrammarManager(vocab, LOGITS_DIM, jump_forward=False, max_workers=1)
     try:
         matcher = manager.wait(manager.submit("regex", "abc[0-9]"))
         assert matcher.grammar.char_dfa is None and matcher.forced_string() == ""
+    finally:
+        manager.shutdown()
+
+
+def test_budget_completion_off_skips_the_distance_table(vocab):
+    manager = GrammarManager(vocab, LOGITS_DIM, distances=False, max_workers=1)
+    try:
+        matcher = manager.wait(manager.submit("regex", "abc[0-9]"))
+        assert matcher.grammar.distances is None and matcher.min_tokens_to_end() is None
     finally:
         manager.shutdown()
 
@@ -191,14 +225,3 @@ def test_logits_dim_must_cover_the_vocabulary(vocab):
 def test_limits_must_be_positive():
     with pytest.raises(ValueError, match="compile_timeout_s must be > 0"):
         GrammarLimits(compile_timeout_s=0)
-
-
-def _sleeping_compile(seconds: float):
-    """A stand-in for compile_outlines_grammar that takes `seconds`."""
-    real = gm.compile_outlines_grammar
-
-    def compile_slowly(key, regex, vocab, max_bytes, jump_forward):
-        time.sleep(seconds)
-        return real(key, "a", vocab, max_bytes, jump_forward)
-
-    return compile_slowly

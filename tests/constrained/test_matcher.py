@@ -188,7 +188,7 @@ def test_bitmask_wider_than_the_vocabulary_keeps_high_ids_clear(new_matcher, tok
 
 def test_extra_stop_ids_end_the_output_like_eos(two_stop_vocab, tokenizer):
     key = GrammarKey("regex", "[0-9]+", None, two_stop_vocab.fingerprint)
-    grammar = compile_outlines_grammar(key, "[0-9]+", two_stop_vocab, max_bytes=1 << 30)
+    grammar = compile_outlines_grammar(key, two_stop_vocab)
     matcher = grammar.new_matcher()
     buf = allocate_token_bitmask(1, LOGITS_DIM)
     matcher.fill_bitmask(buf, 0)
