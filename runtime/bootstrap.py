@@ -64,6 +64,10 @@ def build_runtime(args: ServerArgs) -> Runtime:
         random_seed=args.random_seed,
         enable_jump_forward=not args.disable_jump_forward,
         grammar_compile_timeout_s=args.grammar_compile_timeout,
+        grammar_workers=args.grammar_workers,
+        grammar_memory_limit_bytes=args.grammar_memory_limit << 20,
+        grammar_queue_timeout_s=args.grammar_queue_timeout,
+        budget_completion=not args.disable_budget_completion,
     )
     scheduler = Scheduler(runner, tokenizer, cfg)
     logger.info(

@@ -40,6 +40,10 @@ class ServerArgs:
     disable_torch_compile: bool = False  # CPU float32: run one-token forwards eagerly (no Inductor)
     disable_weight_prepack: bool = False  # CPU float32: no oneDNN-packed copy of the weights (less memory, slower)
     grammar_compile_timeout: float = 30.0  # seconds; a constraint slower to compile is a 400
+    grammar_workers: int = 2  # compile worker processes
+    grammar_memory_limit: int = 2048  # MiB one compile may add to its worker; past it: a 400
+    grammar_queue_timeout: float = 30.0  # seconds a compile may wait for a worker; past it: a 503
+    disable_budget_completion: bool = False  # constrained outputs may then be cut at max_new_tokens
     max_body_size: int = 16 * 1024 * 1024  # HTTP request body limit in bytes (413 above it)
     scheduler_threads: int | None = None  # torch threads of the server's scheduler process
 
@@ -53,8 +57,9 @@ class ServerArgs:
             raise ValueError(f"scheduler_threads must be >= 1 (got {self.scheduler_threads})")
         if self.max_total_tokens is not None and self.max_total_tokens < 16:
             raise ValueError(f"max_total_tokens must be >= 16 (got {self.max_total_tokens})")
-        if not self.grammar_compile_timeout > 0:
-            raise ValueError(f"grammar_compile_timeout must be > 0 (got {self.grammar_compile_timeout})")
+        for name in ("grammar_compile_timeout", "grammar_queue_timeout", "grammar_workers", "grammar_memory_limit"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0 (got {getattr(self, name)})")
         if self.schedule_policy not in ("lpm", "fcfs"):
             raise ValueError(f"schedule_policy must be lpm or fcfs (got {self.schedule_policy!r})")
         if not 0 <= self.port < 65536:

@@ -87,26 +87,49 @@ class OutlinesMatcher:
         self._stopped = False  # a stop token is always the last one accepted
 
     @property
+    def num_accepted(self) -> int:
+        return len(self._history)
+
+    @property
     def accepted_ids(self) -> list[int]:
         """Every token accepted so far (== the request's output ids). Do not mutate."""
         return [s.token_id for s in self._history]
 
     # --- queries ------------------------------------------------------------------------
 
-    def fill_bitmask(self, bitmask: torch.Tensor, row: int) -> None:
+    def fill_bitmask(self, bitmask: torch.Tensor, row: int, remaining: int | None = None) -> None:
+        """`remaining`: output tokens left to this request; with it (and a distance table),
+        only tokens after which a complete match is still reachable in time are allowed."""
         g = self.grammar
+        state = self._guide.get_state()
         if self.is_terminated():  # only a stop token may follow: never extend a finished output
             bitmask[row].zero_()
+        elif remaining is not None and g.distances is not None and g.distances.needs_filter(state, remaining):
+            self._fill_within(bitmask, row, state, remaining)
         else:  # straight into the row's memory: a narrow state costs ~3 us
             ptr = bitmask.data_ptr() + row * bitmask.stride(0) * bitmask.element_size()
             self._guide.write_mask_into(ptr, bitmask.shape[1], bitmask.element_size())
-        state = self._guide.get_state()
         if not self._stopped and g.index.get_next_state(state, g.vocab.sentinel_id) is None:
             return  # the common case: no sentinel bit to clear, no stop bits to add
         words = bitmask.numpy()[row]
         words[g.sentinel_word] &= g.sentinel_clear  # the sentinel is bookkeeping, not a token
         if self.is_accepting():  # ufunc.at: several stop ids may share a word
             np.bitwise_or.at(words, g.stop_words, g.stop_bits)
+
+    def _fill_within(self, bitmask: torch.Tensor, row: int, state: int, remaining: int) -> None:
+        tokens = self.grammar.distances.tokens_within(state, remaining).astype(np.int64)
+        words = bitmask.numpy()[row]
+        words[:] = 0
+        bits = (np.ones_like(tokens) << (tokens & 31)).astype(np.uint32).view(np.int32)
+        np.bitwise_or.at(words, tokens >> 5, bits)
+
+    def min_tokens_to_end(self) -> int | None:
+        """The fewest tokens to a complete match from here (0 once complete); None without a
+        distance table."""
+        if self.is_accepting():
+            return 0
+        d = self.grammar.distances
+        return None if d is None else d.distance(self._guide.get_state())
 
     def is_terminated(self) -> bool:
         return self._stopped or self.grammar.is_dead_end(self._guide.get_state())

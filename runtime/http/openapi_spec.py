@@ -176,7 +176,8 @@ def _constraint_fields() -> dict[str, Schema]:
         "regex": _nullable({"type": "string", "description": "\"\" means none"}),
         "json_schema": _nullable({"type": ["string", "object"],
                                   "description": "a JSON schema (as a string, or an object); \"\" means none"}),
-        "ebnf": _nullable(dict(unsupported)),
+        "ebnf": _nullable({"type": "string", "description": "a context-free grammar (SGLang's EBNF: "
+                           "root ::= ...); \"\" means none"}),
         "structural_tag": _nullable(dict(unsupported)),
         "choices": _nullable(_list({"type": "string", "minLength": 1}, min_items=1)),
     }
@@ -189,7 +190,7 @@ def _sampling_fields() -> dict[str, Schema]:
 
 def _sampling_params() -> Schema:
     return {"type": "object", "properties": _sampling_fields(), "additionalProperties": False,
-            "description": "At most one of regex, json_schema, choices. The prompt plus max_new_tokens "
+            "description": "At most one of regex, json_schema, ebnf, choices. The prompt plus max_new_tokens "
                            "must fit the context length and the KV pool."}
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from radixlm.runtime.constrained.bitmask import apply_token_bitmask_
+from radixlm.runtime.constrained.bitmask import apply_token_bitmask_, unpack_bitmask
 from radixlm.runtime.sampling.sampling_params import GREEDY_TEMPERATURE, TOP_K_ALL
 from radixlm.runtime.scheduler.request import Req
 
@@ -56,6 +56,8 @@ class Sampler:
 
         logits = self._processed(logits, finite, reqs, token_bitmask)
         next_ids = self._choose(logits, reqs)
+        for i in self._ending:
+            next_ids[i] = self.eos_token_ids[0]
         bad_rows = (~finite).nonzero().flatten().tolist()
 
         out_lp, top = None, None
@@ -108,12 +110,42 @@ class Sampler:
 
     def _processed(self, logits: torch.Tensor, finite: torch.Tensor, reqs: list[Req],
                    token_bitmask: torch.Tensor | None) -> torch.Tensor:
-        """Logits after NaN rows are zeroed, biases, penalties and the grammar mask."""
+        """Logits after NaN rows are zeroed, biases, penalties and the grammar mask. Rows that
+        end on reject (`_end_on_reject`) are recorded in `self._ending`."""
         logits = torch.where(finite[:, None], logits, 0.0)  # also the copy the biases modify
         logits = self._apply_biases(logits, reqs)
+        self._ending: list[int] = []
         if token_bitmask is not None:
+            self._ending = self._end_on_reject(logits, reqs, token_bitmask)
             apply_token_bitmask_(logits, token_bitmask.to(logits.device, non_blocking=True))
         return logits
+
+    def _end_on_reject(self, logits: torch.Tensor, reqs: list[Req], bitmask: torch.Tensor) -> list[int]:
+        """Rows whose complete match ends here: the model's own choice, before the grammar's
+        mask, falls on a token the grammar forbids or on a stop token. Greedy: the argmax does.
+        Sampled: with the probability mass of those tokens; a row that goes on then samples
+        among the allowed content tokens (its stop bits cleared), so each outcome keeps its
+        probability. `bitmask` is the caller's CPU scratch: rows may be edited."""
+        rows = [i for i, r in enumerate(reqs) if r.grammar is not None and r.may_end_on_reject]
+        if not rows:
+            return []
+        content = unpack_bitmask(bitmask[rows], self.vocab_size).to(logits.device).clone()  # [k, vocab]
+        content[:, self.eos_token_ids] = False
+        greedy = [j for j, i in enumerate(rows) if reqs[i].sampling_params.is_greedy]
+        ends = [rows[j] for j in greedy if not content[j, logits[rows[j]].argmax()]]
+        sampled = [j for j in range(len(rows)) if j not in set(greedy)]
+        if sampled:
+            picked = [rows[j] for j in sampled]
+            probs = self._probs(logits[picked], [reqs[i] for i in picked])
+            keep = (probs * content[sampled]).sum(dim=-1).tolist()
+            for i, p_keep in zip(picked, keep):
+                u = torch.rand(1, generator=reqs[i].generator).item()
+                if u >= p_keep:
+                    ends.append(i)
+                else:  # going on: the stop tokens' mass was spent on this draw
+                    for t in self.eos_token_ids:
+                        bitmask[i, t >> 5] &= ~_bit(t)
+        return ends
 
     def _apply_biases(self, logits: torch.Tensor, reqs: list[Req]) -> torch.Tensor:
         for i, r in enumerate(reqs):
@@ -184,3 +216,9 @@ class Sampler:
             if r.generator is not None:  # seeded rows draw from their own stream
                 out[i] = torch.multinomial(probs[i], 1, generator=r.generator)[0]
         return out
+
+
+def _bit(token_id: int) -> int:
+    """Bit (token_id % 32) of an int32 word, as the signed value torch stores."""
+    b = 1 << (token_id & 31)
+    return b - (1 << 32) if b >= 1 << 31 else b

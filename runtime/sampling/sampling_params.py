@@ -57,6 +57,9 @@ class SamplingParams:
     sampling_seed: int | None = None
     stream_interval: int | None = None
     custom_params: dict | None = None
+    # Constrained outputs (docs/structured-output.md): None = the default for the constraint.
+    complete_within_budget: bool | None = None  # always a full match within max_new_tokens
+    end_on_reject: bool | None = None  # end where the model prefers what the grammar forbids
 
     @classmethod
     def from_dict(
@@ -186,6 +189,11 @@ FIELD_RULES: dict[str, Rule] = {
     "sampling_seed": Int(lo=-(1 << 63), hi=(1 << 63) - 1),  # int64, as SGLang
     "stream_interval": Int(lo=1),
     "custom_params": Object(),
+    "complete_within_budget": Bool(description="constrained outputs: always a full match within "
+                                               "max_new_tokens (default: on where the grammar's backend can)"),
+    "end_on_reject": Bool(description="constrained outputs: end a complete match where the model's "
+                                      "choice falls on tokens the grammar forbids (default: on for "
+                                      "regex, choices and ebnf, off for json_schema)"),
 }
 _FIELDS = {f.name: f for f in dataclasses.fields(SamplingParams)}
 

@@ -18,4 +18,8 @@ class SchedulerConfig:
     enable_jump_forward: bool = True
     jump_forward_drafts: bool = True  # run the back-off token speculatively (_settle_draft)
     grammar_compile_timeout_s: float = 30.0
+    grammar_workers: int = 2
+    grammar_memory_limit_bytes: int = 2 << 30
+    grammar_queue_timeout_s: float = 30.0
+    budget_completion: bool = True
     json_whitespace_pattern: str = ""

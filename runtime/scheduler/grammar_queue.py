@@ -3,9 +3,10 @@
 The scheduler's side of the contract in `runtime/constrained/__init__.py`:
   * `submit(req)` when a constrained request arrives: its compile starts (or joins a cached
     one) in the GrammarManager's workers and the request waits here, not in the queue;
-  * `poll()` each step: requests whose grammar is ready come back with `req.grammar` set,
-    those whose constraint failed come back finished with a 400;
-  * `bitmask(reqs)` before sampling: each constrained row's allowed tokens.
+  * `poll()` each step: requests whose grammar is ready come back with `req.grammar` set
+    and their decoding options settled (budget-aware, end on reject), those whose constraint
+    failed come back finished with the error (400; 503 when the compile workers stayed busy);
+  * `bitmask(reqs)` before sampling: each constrained row's allowed tokens, within its budget.
 The GrammarManager (and its ~1 s vocabulary) is built on the first constrained request, so
 servers that never see one do not pay for it. Everything here runs on the scheduler thread.
 """
@@ -30,6 +31,14 @@ class GrammarConfig:
     whitespace_pattern: str
     compile_timeout_s: float
     jump_forward: bool
+    budget_completion: bool = True  # off: --disable-budget-completion
+    workers: int = 2
+    memory_limit_bytes: int = 2 << 30
+    queue_timeout_s: float = 30.0
+
+# A complete match may end early by default where any text may follow it; a JSON schema ends
+# at its closing brace anyway, so there it is opt-in.
+END_ON_REJECT_KINDS = ("regex", "choices", "ebnf")
 
 
 class GrammarQueue:
@@ -55,11 +64,17 @@ class GrammarQueue:
             cfg = self.cfg
             self._manager = GrammarManager.from_tokenizer(
                 self.tokenizer, cfg.stop_ids, cfg.logits_dim, whitespace_pattern=cfg.whitespace_pattern,
-                limits=GrammarLimits(compile_timeout_s=cfg.compile_timeout_s),
-                jump_forward=cfg.jump_forward,
+                limits=GrammarLimits(compile_timeout_s=cfg.compile_timeout_s, queue_timeout_s=cfg.queue_timeout_s,
+                                     memory_limit_bytes=cfg.memory_limit_bytes),
+                max_workers=cfg.workers, jump_forward=cfg.jump_forward, distances=cfg.budget_completion,
             )
             self._bitmask = allocate_token_bitmask(cfg.max_rows, cfg.logits_dim, pin_memory=cfg.pin_memory)
         return self._manager
+
+    def shutdown(self) -> None:
+        """Stop the compile workers (they also exit on their own when this process does)."""
+        if self._manager is not None:
+            self._manager.shutdown()
 
     def submit(self, req: Req) -> None:
         req.grammar_handle = self.manager.submit(*req.sampling_params.constraint)
@@ -75,22 +90,46 @@ class GrammarQueue:
         return None
 
     def poll(self) -> tuple[list[Req], list[Req]]:
-        """(ready: `req.grammar` set, failed: finished with a 400 naming the reason)."""
+        """(ready: `req.grammar` set, failed: finished with the error naming the reason)."""
         ready, failed = [], []
         for req in list(self.pending):
             try:
                 matcher = self.manager.poll(req.grammar_handle)
-            except ValueError as exc:
-                req.finish_reason = FinishReason.failed(RequestError.invalid(f"invalid constraint: {exc}"))
-                failed.append(req)
-            else:
                 if matcher is None:
                     continue
-                req.grammar = matcher
+            except RequestError as exc:
+                matcher = None
+                error = exc if exc.status >= 500 else RequestError.invalid(f"invalid constraint: {exc.message}")
+            if matcher is not None:
+                error = self._settle(req, matcher)
+            if error is None:
                 ready.append(req)
+            else:
+                req.finish_reason = FinishReason.failed(error)
+                failed.append(req)
             req.grammar_handle = None
             self.pending.remove(req)
         return ready, failed
+
+    def _settle(self, req: Req, matcher) -> RequestError | None:
+        """Attach the matcher and decide the request's options; a 400 for a combination the
+        grammar's backend cannot honour or a budget below the shortest valid output."""
+        p, kind = req.sampling_params, req.sampling_params.constraint[0]
+        can_budget = self.cfg.budget_completion and matcher.grammar.distances is not None
+        if p.complete_within_budget and not can_budget:
+            why = ("this server runs with --disable-budget-completion" if not self.cfg.budget_completion
+                   else f"this {kind} is compiled by the llguidance backend, which has no shortest-completion "
+                        "table")
+            return RequestError.invalid(f"complete_within_budget is not supported here: {why}; "
+                                        "send complete_within_budget: false")
+        req.grammar = matcher
+        req.budgeted = can_budget and p.complete_within_budget is not False
+        req.end_on_reject = p.end_on_reject if p.end_on_reject is not None else kind in END_ON_REJECT_KINDS
+        if req.budgeted and (shortest := matcher.min_tokens_to_end()) > p.max_new_tokens:
+            return RequestError.invalid(
+                f"max_new_tokens={p.max_new_tokens} is too small for this {kind}: its shortest valid "
+                f"output takes {shortest} tokens")
+        return None
 
     def bitmask(self, reqs: list[Req]) -> torch.Tensor | None:
         """Row i: the tokens reqs[i] may take next (all, for unconstrained rows); None if no
@@ -103,5 +142,5 @@ class GrammarQueue:
         reset_bitmask(rows)
         for i, r in enumerate(reqs):
             if r.grammar is not None:
-                r.grammar.fill_bitmask(rows, i)
+                r.grammar.fill_bitmask(rows, i, r.grammar_budget)
         return rows

@@ -29,6 +29,11 @@ def jump_forward(req: Req, tokenizer, drafts: bool) -> list[int]:
                           draft=drafts and may_draft(req))
     if jf is None:
         return []
+    if req.budgeted and req.grammar.min_tokens_to_end() > req.grammar_budget:
+        # The tokenizer spelled the forced text in more tokens than the shortest completion
+        # can spare: decode it token by token under the budget mask instead.
+        req.grammar.rollback(len(jf.token_ids))
+        return []
     req.output_ids.extend(jf.token_ids)
     req.draft_id = jf.draft_id
     req.jumped_tokens += len(jf.token_ids)

@@ -38,6 +38,8 @@ class Req:
     finish_reason: FinishReason | None = None
     grammar: Any = None  # per-request grammar matcher (constrained decoding)
     grammar_handle: Any = None  # pending compile while the request sits in the grammar queue
+    budgeted: bool = False  # the grammar keeps a complete match reachable in the tokens left
+    end_on_reject: bool = False  # a complete match ends where the model wants a forbidden token
     # Jump-forward's back-off token, run (not yet emitted) at the end of fill_ids: the next
     # forward also yields the logits at its position, and it is kept only if the model picks
     # it there (Scheduler._settle_draft); otherwise its KV slot is given back.
@@ -101,3 +103,17 @@ class Req:
     @property
     def remaining_new_tokens(self) -> int:
         return self.sampling_params.max_new_tokens - len(self.output_ids)
+
+    @property
+    def grammar_budget(self) -> int | None:
+        """Tokens left after the grammar's accepted ones (a verified draft counts before it
+        joins the output), for the budget-aware mask; None when not budgeted."""
+        if not self.budgeted:
+            return None
+        return self.sampling_params.max_new_tokens - self.grammar.num_accepted
+
+    @property
+    def may_end_on_reject(self) -> bool:
+        """Sampling may end the output here instead of extending it (end_on_reject)."""
+        return (self.end_on_reject and self.grammar.is_accepting() and not self.grammar.is_terminated()
+                and len(self.output_ids) >= self.sampling_params.min_new_tokens)

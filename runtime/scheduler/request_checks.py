@@ -36,5 +36,5 @@ def check_request(tr: TokenizedRequest, vocab_size: int, context_len: int, pool_
         raise ValueError(f"top_logprobs_num must be in [0, {MAX_TOP_LOGPROBS}] (got {tr.top_logprobs_num})")
     tr.sampling_params.check_vocab(vocab_size)
     constraint = tr.sampling_params.constraint
-    if constraint is not None and constraint[0] not in ("regex", "json_schema", "choices"):
-        raise ValueError(f"{constraint[0]} constraints are not supported; use regex, json_schema or choices")
+    if constraint is not None and constraint[0] not in ("regex", "json_schema", "choices", "ebnf"):
+        raise ValueError(f"{constraint[0]} constraints are not supported; use regex, json_schema, ebnf or choices")

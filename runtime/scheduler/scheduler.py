@@ -77,6 +77,8 @@ class Scheduler:
             stop_ids=mc.eos_token_ids, logits_dim=mc.vocab_size, max_rows=cfg.max_running_requests,
             pin_memory=self.device.type == "cuda", whitespace_pattern=cfg.json_whitespace_pattern,
             compile_timeout_s=cfg.grammar_compile_timeout_s, jump_forward=cfg.enable_jump_forward,
+            budget_completion=cfg.budget_completion, workers=cfg.grammar_workers,
+            memory_limit_bytes=cfg.grammar_memory_limit_bytes, queue_timeout_s=cfg.grammar_queue_timeout_s,
         ))
         self.new_token_ratio = policy.INITIAL_NEW_TOKEN_RATIO
         self.pending_outputs: list[ReqTokenOutput] = []

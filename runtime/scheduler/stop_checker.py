@@ -21,6 +21,8 @@ class StopChecker:
         p = req.sampling_params
         tok = req.output_ids[-1]
         if len(req.output_ids) >= p.max_new_tokens:
+            if req.budgeted and req.grammar.is_accepting():  # the budget mask kept it complete
+                return FinishReason("stop", matched=None)
             return FinishReason("length", length=p.max_new_tokens)
         if req.seq_len >= context_len:
             return FinishReason("length", length=len(req.output_ids))
