@@ -7,6 +7,7 @@ See docs/wire-protocol.md A.1-A.3.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -79,9 +80,16 @@ def gen(
     choices: list[str] | None = None,
     choices_method: ChoicesSamplingMethod | None = None,
     regex: str | None = None,
-    json_schema: str | None = None,
+    json_schema: Any = None,
+    ebnf: str | None = None,
+    complete_within_budget: bool | None = None,
+    end_on_reject: bool | None = None,
 ) -> SglExpr:
-    """Generate into variable `name`. With `choices` this is a `select` (temperature 0)."""
+    """Generate into variable `name`. With `choices` this is a `select` (temperature 0).
+
+    Constraints (docs/structured-output.md): `regex`, `json_schema` (a dict, a JSON string
+    or a pydantic model class), `ebnf` (a context-free grammar), `dtype` (int, float, str,
+    bool); `complete_within_budget` / `end_on_reject` override their defaults."""
     if choices:
         return SglSelect(name, choices, 0.0 if temperature is None else temperature,
                          token_length_normalized if choices_method is None else choices_method)
@@ -99,9 +107,22 @@ def gen(
         presence_penalty=presence_penalty, ignore_eos=ignore_eos, return_logprob=return_logprob,
         logprob_start_len=logprob_start_len, top_logprobs_num=top_logprobs_num,
         return_text_in_logprobs=return_text_in_logprobs, dtype=dtype, regex=regex,
-        json_schema=json_schema,
+        json_schema=schema_text(json_schema), ebnf=ebnf, complete_within_budget=complete_within_budget,
+        end_on_reject=end_on_reject,
     )
     return SglGen(name, params)
+
+
+def schema_text(schema: Any) -> str | None:
+    """A JSON schema as the JSON text the backends send: from a dict, a JSON string or a
+    pydantic model class (pydantic is then needed, and only then)."""
+    if schema is None or isinstance(schema, str):
+        return schema
+    if isinstance(schema, dict):
+        return json.dumps(schema)
+    if isinstance(schema, type) and hasattr(schema, "model_json_schema"):  # pydantic v2
+        return json.dumps(schema.model_json_schema())
+    raise TypeError(f"json_schema must be a dict, a JSON string or a pydantic model class (got {schema!r})")
 
 
 def gen_int(name: str | None = None, max_tokens: int | None = None, n: int | None = None,

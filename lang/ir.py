@@ -21,8 +21,11 @@ OVERRIDABLE_FIELDS = (
     "max_new_tokens", "min_new_tokens", "n", "stop", "stop_token_ids", "stop_regex",
     "temperature", "top_p", "top_k", "min_p", "frequency_penalty", "presence_penalty",
     "ignore_eos", "return_logprob", "logprob_start_len", "top_logprobs_num",
-    "return_text_in_logprobs", "dtype", "regex", "json_schema",
+    "return_text_in_logprobs", "dtype", "regex", "json_schema", "ebnf",
+    "complete_within_budget", "end_on_reject",
 )
+# radixlm's own fields: sent only when set, so a body is SGLang's exactly otherwise.
+EXTENSION_FIELDS = ("ebnf", "complete_within_budget", "end_on_reject")
 
 
 @dataclass
@@ -49,6 +52,9 @@ class SglSamplingParams:
     json_schema: str | None = None
     dtype: Any = None
     regex: str | None = None
+    ebnf: str | None = None  # a context-free grammar (docs/structured-output.md)
+    complete_within_budget: bool | None = None
+    end_on_reject: bool | None = None
 
     def clone(self) -> SglSamplingParams:
         return copy.deepcopy(self)

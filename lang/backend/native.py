@@ -15,6 +15,7 @@ from typing import Any
 from radixlm.lang.backend.base import BaseBackend, Prompt
 from radixlm.lang.global_config import global_config
 from radixlm.lang.ir import (
+    EXTENSION_FIELDS,
     REGEX_BOOL,
     REGEX_FLOAT,
     REGEX_INT,
@@ -159,6 +160,7 @@ def sampling_params_body(sp: SglSamplingParams) -> dict[str, Any]:
         "ignore_eos": sp.ignore_eos,
         "regex": sp.regex,
         "json_schema": sp.json_schema,
+        **{name: getattr(sp, name) for name in EXTENSION_FIELDS if getattr(sp, name) is not None},
     }
 
 

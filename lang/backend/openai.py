@@ -17,7 +17,14 @@ from typing import Any
 
 from radixlm.lang.backend.base import BaseBackend, Prompt
 from radixlm.lang.chat_template import get_chat_template
-from radixlm.lang.ir import REGEX_BOOL, REGEX_FLOAT, REGEX_INT, REGEX_STR, SglSamplingParams
+from radixlm.lang.ir import (
+    EXTENSION_FIELDS,
+    REGEX_BOOL,
+    REGEX_FLOAT,
+    REGEX_INT,
+    REGEX_STR,
+    SglSamplingParams,
+)
 
 _DTYPE_REGEX = {"int": REGEX_INT, "float": REGEX_FLOAT, "str": REGEX_STR, "bool": REGEX_BOOL}
 
@@ -128,6 +135,9 @@ def _sampling_kwargs(sp: SglSamplingParams) -> dict[str, Any]:
     if sp.json_schema:
         extra["response_format"] = {"type": "json_schema",
                                     "json_schema": {"name": "output", "schema": json.loads(sp.json_schema)}}
+    for name in EXTENSION_FIELDS:  # radixlm's own (another server would refuse them)
+        if getattr(sp, name) is not None:
+            extra[name] = getattr(sp, name)
     if extra:
         kwargs["extra_body"] = extra
     return kwargs

@@ -6,8 +6,8 @@ Kinds (at most one per request, see `SamplingParams.constraint`):
     `build_regex_from_schema`; whitespace between tokens is compact (`""`) by default;
   * `choices`: a list of strings, one of which is produced verbatim;
   * `dtype`: `"int" | "float" | "bool" | "str"`, the frontend's typed-generation regexes;
-  * `ebnf`: a context-free grammar (SGLang's syntax, `root ::= ...`; or llguidance's Lark),
-    compiled by the llguidance backend (it has no regex).
+  * `ebnf`: a context-free grammar (SGLang's syntax, `root ::= ...`; or llguidance's Lark):
+    its recursion unrolled to a bounded depth (a regex), or compiled exactly by llguidance.
 Errors are `ValueError` with the reason (the server answers HTTP 400).
 """
 
@@ -17,6 +17,8 @@ import json
 from typing import Any, NamedTuple
 
 from outlines_core.json_schema import build_regex_from_schema
+
+from radixlm.runtime.constrained.schema_refs import inline_refs
 
 # The frontend's typed-generation regexes (wire-protocol A.1; SGLang's sglang.lang.ir).
 REGEX_INT = r"[-+]?[0-9]+[ \n]*"
@@ -40,6 +42,7 @@ class GrammarKey(NamedTuple):
     spec: str  # canonical text of the constraint
     whitespace: str | None  # json_schema only
     vocab_fingerprint: str
+    exact: bool = False  # ebnf: the unbounded grammar (llguidance), not its bounded regex
 
 
 def canonical_spec(kind: str, spec: Any) -> str:
@@ -65,6 +68,9 @@ def constraint_regex(kind: str, canonical: str, whitespace: str | None = COMPACT
     if kind == "regex":
         return strip_outer_anchors(canonical)
     if kind == "json_schema":
+        if '"$ref"' in canonical:  # bound recursion ourselves (schema_refs.py says why)
+            canonical = json.dumps(inline_refs(json.loads(canonical), MAX_JSON_RECURSION_DEPTH),
+                                   separators=(",", ":"), ensure_ascii=False)
         try:
             return build_regex_from_schema(canonical, whitespace, MAX_JSON_RECURSION_DEPTH)
         except (ValueError, TypeError, RuntimeError) as e:
@@ -73,8 +79,10 @@ def constraint_regex(kind: str, canonical: str, whitespace: str | None = COMPACT
         return "(" + "|".join(escape_literal(c) for c in json.loads(canonical)) + ")"
     if kind == "dtype":
         return DTYPE_REGEXES[canonical]
-    if kind == "ebnf":
-        raise ValueError("an ebnf grammar has no regex form: it is compiled by the llguidance backend")
+    if kind == "ebnf":  # its recursion bounded like a schema's (ebnf_regex.py)
+        from radixlm.runtime.constrained.ebnf_regex import bounded_ebnf_regex
+
+        return bounded_ebnf_regex(canonical, MAX_JSON_RECURSION_DEPTH)
     raise ValueError(f"unknown constraint kind {kind!r}; expected one of {', '.join(KINDS)}")
 
 

@@ -42,7 +42,7 @@ from radixlm.runtime.errors import RequestError
 
 logger = logging.getLogger(__name__)
 
-OUTLINES_KINDS = ("regex", "json_schema", "choices", "dtype")
+OUTLINES_KINDS = ("regex", "json_schema", "choices", "dtype", "ebnf")
 CFG_KINDS = ("ebnf", "regex", "json_schema", "choices", "dtype")
 
 
@@ -131,10 +131,11 @@ class GrammarManager:
 
     # --- scheduler API ------------------------------------------------------------------
 
-    def submit(self, kind: str, spec: Any) -> GrammarHandle:
-        """Start (or join, or reuse) the compile of a constraint. Never raises."""
+    def submit(self, kind: str, spec: Any, exact: bool = False) -> GrammarHandle:
+        """Start (or join, or reuse) the compile of a constraint. Never raises. `exact`: an
+        ebnf grammar as it is (unbounded recursion, no budget completion), not its bounded regex."""
         try:
-            key = self._key(kind, spec)
+            key = self._key(kind, spec)._replace(exact=exact and kind == "ebnf")
         except ValueError as e:
             return GrammarHandle(None, None, cache_hit=False, error=RequestError.invalid(str(e)))
         entry = self._cache.get(key)
@@ -192,13 +193,15 @@ class GrammarManager:
         return GrammarKey(kind, canonical_spec(kind, spec), whitespace, self.vocab.fingerprint)
 
     def _backend_for(self, key: GrammarKey) -> str:
-        if key.kind not in OUTLINES_KINDS:
+        if key.kind not in OUTLINES_KINDS or key.exact:
             return "llguidance"
         try:
             edges = estimated_index_edges(constraint_regex(key.kind, key.spec, key.whitespace),
                                           self.logits_dim)
         except ValueError:
-            return "outlines"  # the compile reports the error with its reason
+            # ebnf: not a bounded regex (Lark syntax, or deep recursion): the grammar itself.
+            # Others: the compile reports the error with its reason.
+            return "llguidance" if key.kind == "ebnf" else "outlines"
         if edges is not None and edges > self.limits.max_index_edges:
             logger.info("%s estimated at %d index edges: compiled by llguidance", key.kind, edges)
             return "llguidance"

@@ -46,6 +46,8 @@ SAMPLING_FIELDS = {
     "stop_regex": "stop_regex", "no_stop_trim": "no_stop_trim", "ignore_eos": "ignore_eos",
     "skip_special_tokens": "skip_special_tokens", "regex": "regex", "json_schema": "json_schema",
     "ebnf": "ebnf",
+    # radixlm's (docs/structured-output.md)
+    "complete_within_budget": "complete_within_budget", "end_on_reject": "end_on_reject",
 }
 FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "abort"}
 # The routes' own fields (openapi_spec.py describes them from here; the SAMPLING_FIELDS are
@@ -91,8 +93,24 @@ def response_format_schema(fmt: Any) -> str | None:
         spec = fmt.get("json_schema")
         if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
             raise ValueError("response_format json_schema needs json_schema.schema (an object)")
-        return json.dumps(spec["schema"])
+        strict = spec.get("strict")
+        if strict is not None and not isinstance(strict, bool):
+            raise ValueError(f"response_format json_schema.strict must be a boolean (got {strict!r})")
+        return json.dumps(closed_objects(spec["schema"]) if strict else spec["schema"])
     raise ValueError(f"response_format {kind or fmt!r} is not supported (use text, json_object or json_schema)")
+
+
+def closed_objects(schema: Any) -> Any:
+    """`strict`: as OpenAI defines it, an object has exactly the properties its schema lists,
+    so every object schema without its own `additionalProperties` gets `false`."""
+    if isinstance(schema, list):
+        return [closed_objects(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: closed_objects(v) for k, v in schema.items()}
+    if (out.get("type") == "object" or "properties" in out) and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    return out
 
 
 def _check_unsupported(body: dict) -> None:

@@ -77,7 +77,8 @@ class GrammarQueue:
             self._manager.shutdown()
 
     def submit(self, req: Req) -> None:
-        req.grammar_handle = self.manager.submit(*req.sampling_params.constraint)
+        exact = req.sampling_params.complete_within_budget is False  # ebnf: the unbounded grammar
+        req.grammar_handle = self.manager.submit(*req.sampling_params.constraint, exact=exact)
         self.pending.append(req)
 
     def remove(self, rid: str) -> Req | None:

@@ -41,8 +41,10 @@ class ChildProcesses:
         pid = os.getpid()
         child_args = args.replace(model_path=model_folder)
         self.procs = {
+            # Not a daemon: it starts grammar compile workers of its own (multiprocessing
+            # forbids children to daemons). stop() ends it; it also exits when we vanish.
             "scheduler": ctx.Process(target=run_scheduler_process, args=(child_args, endpoints, pid),
-                                     name="scheduler", daemon=True),
+                                     name="scheduler", daemon=False),
             "detokenizer": ctx.Process(target=run_detokenizer_process,
                                        args=(model_folder, endpoints, pid, args.log_level),
                                        name="detokenizer", daemon=True),

@@ -117,13 +117,21 @@ def test_unsupported_schema_is_a_400(fresh_manager):
     assert error.message.startswith("unsupported json_schema")
 
 
-def test_ebnf_compiles_on_llguidance(fresh_manager, tokenizer):
+@pytest.mark.parametrize(("exact", "matcher_type"), [(False, OutlinesMatcher), (True, LLGuidanceMatcher)])
+def test_ebnf_compiles_bounded_on_outlines_or_exactly_on_llguidance(fresh_manager, tokenizer, exact,
+                                                                    matcher_type):
     manager = fresh_manager()
-    matcher = manager.wait(manager.submit("ebnf", 'root ::= "(" [0-9]+ ")"'))
-    assert isinstance(matcher, LLGuidanceMatcher)
+    matcher = manager.wait(manager.submit("ebnf", 'root ::= "(" [0-9]+ ")"', exact=exact))
+    assert isinstance(matcher, matcher_type)
     for t in tokenizer.encode("(42)", add_special_tokens=False):
         assert matcher.accept_token(t)
     assert matcher.is_accepting()
+
+
+def test_recursion_past_the_bound_needs_the_exact_grammar(fresh_manager):
+    manager = fresh_manager()
+    lark = 'start: "a" start | "b"'  # Lark syntax: always compiled as it is
+    assert isinstance(manager.wait(manager.submit("ebnf", lark)), LLGuidanceMatcher)
 
 
 def test_bad_ebnf_is_a_400_with_the_library_message(fresh_manager):
