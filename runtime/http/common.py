@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by the native and OpenAI routes: errors, body limits, auth, readiness.
+"""HTTP plumbing shared by the native and OpenAI routes: errors, body limits, auth, readiness,
+the replica header.
 
 Every error is a `RequestError` (runtime/errors.py) rendered as the JSON body
 `{"error": {"message", "type", "code"}}`: 400 bad input, 401 missing/wrong API key, 404
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 # No API key needed: liveness/readiness probes (Kubernetes, load balancers) carry no secret.
 # /health_generate runs a one-token generation of a fixed prompt: no client input, no output.
 OPEN_PATHS = frozenset({"/health", "/health_generate", "/ready"})
+REPLICA_HEADER = "X-Radixlm-Replica"  # on every response: which server answered (behind a router)
 RETRY_AFTER_S = 1  # the hint sent with every 503: queues drain within seconds
 FILE_FIELDS = frozenset({
     "model_path", "tokenizer", "tokenizer_path", "chat_template", "lora_path",
@@ -119,3 +121,27 @@ class GuardMiddleware:
                     401, "missing or wrong API key: send 'Authorization: Bearer <key>'"))
                 return await resp(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+def replica_label(replica_name: str | None, host: str, port: int) -> str:
+    """How a server names itself in REPLICA_HEADER: --replica-name, else host:port."""
+    return replica_name or f"{host}:{port}"
+
+
+class ReplicaHeaderMiddleware:
+    """Adds `X-Radixlm-Replica: <label>` to every response this app sends, errors included."""
+
+    def __init__(self, app: ASGIApp, label: str) -> None:
+        self.app = app
+        self.header = (REPLICA_HEADER.lower().encode(), label.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_header(message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
