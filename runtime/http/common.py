@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 # No API key needed: liveness/readiness probes (Kubernetes, load balancers) carry no secret.
 # /health_generate runs a one-token generation of a fixed prompt: no client input, no output.
 OPEN_PATHS = frozenset({"/health", "/health_generate", "/ready"})
-REPLICA_HEADER = "X-Radixlm-Replica"  # on every response: which server answered (behind a router)
+# On every response (uvicorn's default headers, launch.py): which server answered, behind a router.
+REPLICA_HEADER = "X-Radixlm-Replica"
 RETRY_AFTER_S = 1  # the hint sent with every 503: queues drain within seconds
 FILE_FIELDS = frozenset({
     "model_path", "tokenizer", "tokenizer_path", "chat_template", "lora_path",
@@ -127,21 +128,3 @@ def replica_label(replica_name: str | None, host: str, port: int) -> str:
     """How a server names itself in REPLICA_HEADER: --replica-name, else host:port."""
     return replica_name or f"{host}:{port}"
 
-
-class ReplicaHeaderMiddleware:
-    """Adds `X-Radixlm-Replica: <label>` to every response this app sends, errors included."""
-
-    def __init__(self, app: ASGIApp, label: str) -> None:
-        self.app = app
-        self.header = (REPLICA_HEADER.lower().encode(), label.encode())
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-
-        async def send_with_header(message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), self.header]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_header)

@@ -22,13 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from radixlm.runtime.errors import RequestError
-from radixlm.runtime.http.common import (
-    GuardMiddleware,
-    ReplicaHeaderMiddleware,
-    handle_http_error,
-    read_json,
-    replica_label,
-)
+from radixlm.runtime.http.common import GuardMiddleware, handle_http_error, read_json
 from radixlm.runtime.http.generate_input import RequestSpec, parse_generate
 from radixlm.runtime.http.metrics import CONTENT_TYPE
 from radixlm.runtime.http.model_info import frontend_model_path, served_model_name
@@ -202,10 +196,7 @@ def build_app(tm: TokenizerManager, args: ServerArgs) -> Starlette:
     routes = NativeApi(tm, args).routes() + openai_routes(tm, args)
     return Starlette(
         routes=routes,
-        middleware=[
-            Middleware(ReplicaHeaderMiddleware, label=replica_label(args.replica_name, args.host, args.port)),
-            Middleware(GuardMiddleware, api_key=args.api_key, is_ready=lambda: tm.is_ready),
-        ],
+        middleware=[Middleware(GuardMiddleware, api_key=args.api_key, is_ready=lambda: tm.is_ready)],
         exception_handlers={
             RequestError: handle_http_error,
             HTTPException: handle_http_error,
