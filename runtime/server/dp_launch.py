@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from radixlm.runtime.server.child_process import LOG_FORMAT
-from radixlm.runtime.server.launch import exposure_warning
+from radixlm.runtime.server.launch import exposure_warning, ignore_stop_signals, raise_interrupt
 from radixlm.runtime.server.replicas import (
     MAX_RESTARTS,
     RESTART_WINDOW_S,
@@ -49,7 +49,7 @@ LAUNCHER_FIELDS = frozenset({"host", "port", "dp", "replica_name", "api_key"})
 def launch_dp(args: ServerArgs) -> int:
     """Run until a signal (returns 0) or a failed start / a replica past its restarts (1)."""
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, force=True)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     if (warning := exposure_warning(args.host, args.api_key)) is not None:
         logger.warning(warning)
     replicas: list[Replica] = []
@@ -67,14 +67,11 @@ def launch_dp(args: ServerArgs) -> int:
         logger.error("--dp %d failed: %s", args.dp, exc)
         return 1
     finally:
+        ignore_stop_signals()
         for r in router:
             r.stop()
         with ThreadPoolExecutor(max(1, len(replicas))) as pool:  # in parallel: each takes seconds
             list(pool.map(Replica.stop, replicas))
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def _plan_replicas(args: ServerArgs) -> list[Replica]:

@@ -23,7 +23,7 @@ import urllib.request
 from typing import IO, Any
 
 from radixlm.runtime.server.child_process import LOG_FORMAT
-from radixlm.runtime.server.launch import exposure_warning
+from radixlm.runtime.server.launch import exposure_warning, ignore_stop_signals, raise_interrupt
 from radixlm.runtime.server.router import RouterConfig, router_command, router_env
 
 logger = logging.getLogger("radixlm.router")
@@ -95,7 +95,7 @@ def run_router(config: RouterConfig, ready_timeout: float = 60.0) -> int:
     Workers that are not healthy within `ready_timeout` get a warning: the router keeps
     serving with the others and takes them in once their health checks pass."""
     logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT, force=True)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     if (warning := exposure_warning(config.host, config.api_key)) is not None:
         logger.warning(warning)
     router = RouterProcess(config)
@@ -113,8 +113,5 @@ def run_router(config: RouterConfig, ready_timeout: float = 60.0) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        ignore_stop_signals()
         router.stop()
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
