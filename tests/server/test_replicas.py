@@ -9,6 +9,7 @@ processes of this launcher's tree are ever signalled.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -105,6 +106,13 @@ def test_requests_sharing_a_prefix_are_cached_on_one_replica(dp):
     assert [m["cached_tokens"] > 0.8 * m["prompt_tokens"] for m in metas] == [False] + [True] * 7
     assert len({r.headers[HEADER] for r in responses}) == 1
     assert [m["replica"] for m in metas] == [r.headers[HEADER] for r in responses]
+
+
+def test_stream_events_name_the_replica_that_sent_them(dp):
+    resp = requests.post(dp.url + "/generate", stream=True, timeout=120, json={
+        "text": "Hello", "stream": True, "sampling_params": {"max_new_tokens": 3, "temperature": 0}})
+    events = [json.loads(line[len(b"data: "):]) for line in resp.iter_lines() if line.startswith(b"data: {")]
+    assert len(events) == 3 and {e["meta_info"]["replica"] for e in events} == {resp.headers[HEADER]}
 
 
 def test_concurrent_requests_with_distinct_prefixes_reach_both_replicas(dp):
