@@ -156,8 +156,8 @@ def router_env(config: RouterConfig) -> dict[str, str]:
 
 
 def require_router() -> None:
-    """RuntimeError with the install command unless sglang-router is importable (at the
-    pinned version; another version is a warning-free error too: its flags may differ)."""
+    """RuntimeError with the install command unless sglang-router is importable at the pinned
+    version (another version is refused too: its flags and defaults may differ)."""
     try:
         from sglang_router.version import __version__
     except ImportError:
