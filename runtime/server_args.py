@@ -2,6 +2,8 @@
 
 The CLI is generated from the fields (`add_cli_args` / `from_cli`), so a new option is one
 field here. Parts below take explicit typed arguments derived from it; nothing mutates it.
+`add_field_flags` / `field_values` / `field_flags` do the same for any flat frozen
+dataclass (the router's `RouterConfig` uses them too).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import argparse
 import dataclasses
 import os
 from dataclasses import dataclass, fields
-from typing import get_type_hints
+from typing import Any, get_type_hints
 
 API_KEY_ENV = "RADIXLM_API_KEY"
 
@@ -46,6 +48,8 @@ class ServerArgs:
     disable_budget_completion: bool = False  # constrained outputs may then be cut at max_new_tokens
     max_body_size: int = 16 * 1024 * 1024  # HTTP request body limit in bytes (413 above it)
     scheduler_threads: int | None = None  # torch threads of the server's scheduler process
+    dp: int = 1  # > 1: that many replicas behind sglang-router (runtime/server/dp_launch.py)
+    replica_name: str | None = None  # names this server in responses and /metrics (set by --dp)
 
     def __post_init__(self) -> None:
         if self.mem_fraction is not None and not 0.0 < self.mem_fraction < 1.0:
@@ -62,6 +66,8 @@ class ServerArgs:
                 raise ValueError(f"{name} must be > 0 (got {getattr(self, name)})")
         if self.schedule_policy not in ("lpm", "fcfs"):
             raise ValueError(f"schedule_policy must be lpm or fcfs (got {self.schedule_policy!r})")
+        if self.dp < 1:
+            raise ValueError(f"dp must be >= 1 (got {self.dp})")
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be in [0, 65535] (got {self.port})")
 
@@ -70,19 +76,50 @@ class ServerArgs:
 
     @classmethod
     def add_cli_args(cls, parser: argparse.ArgumentParser) -> None:
-        hints = get_type_hints(cls)
-        for f in fields(cls):
-            flag = "--" + f.name.replace("_", "-")
-            typ = hints[f.name]
-            if typ is bool:
-                parser.add_argument(flag, action="store_true", default=f.default)
-                continue
-            base = next((t for t in getattr(typ, "__args__", (typ,)) if t is not type(None)), str)
-            parser.add_argument(flag, type=base, default=f.default, dest=f.name)
+        add_field_flags(cls, parser)
 
     @classmethod
     def from_cli(cls, ns: argparse.Namespace) -> ServerArgs:
-        values = {f.name: getattr(ns, f.name) for f in fields(cls)}
+        values = field_values(cls, ns)
         # A key on the command line is visible to every local user in `ps`; the environment is not.
         values["api_key"] = values["api_key"] or os.environ.get(API_KEY_ENV) or None
         return cls(**values)
+
+
+def add_field_flags(cls: type, parser: argparse.ArgumentParser) -> None:
+    """One `--flag-name` per field of the dataclass `cls`: bools are switches, tuples take
+    several values, `X | None` takes an X."""
+    hints = get_type_hints(cls)
+    for f in fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        typ = hints[f.name]
+        if typ is bool:
+            parser.add_argument(flag, action="store_true", default=f.default)
+            continue
+        args = [t for t in getattr(typ, "__args__", (typ,)) if t is not type(None) and t is not Ellipsis]
+        nargs = "*" if getattr(typ, "__origin__", None) is tuple else None
+        parser.add_argument(flag, type=args[0] if args else str, default=f.default, dest=f.name, nargs=nargs)
+
+
+def field_values(cls: type, ns: argparse.Namespace) -> dict[str, Any]:
+    """The parsed values of `add_field_flags`' flags, by field name (lists as tuples)."""
+    values = {f.name: getattr(ns, f.name) for f in fields(cls)}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def field_flags(obj: Any, exclude: frozenset[str] = frozenset()) -> list[str]:
+    """The command line that `add_field_flags` parses back into `obj`: one flag per field
+    that differs from its default, except those in `exclude`."""
+    argv: list[str] = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.name in exclude or value == f.default:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            argv += [flag] if value else []
+        elif isinstance(value, tuple):
+            argv += [flag, *map(str, value)]
+        else:
+            argv += [flag, str(value)]
+    return argv

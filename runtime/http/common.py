@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by the native and OpenAI routes: errors, body limits, auth, readiness.
+"""HTTP plumbing shared by the native and OpenAI routes: errors, body limits, auth, readiness,
+the replica header.
 
 Every error is a `RequestError` (runtime/errors.py) rendered as the JSON body
 `{"error": {"message", "type", "code"}}`: 400 bad input, 401 missing/wrong API key, 404
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 # No API key needed: liveness/readiness probes (Kubernetes, load balancers) carry no secret.
 # /health_generate runs a one-token generation of a fixed prompt: no client input, no output.
 OPEN_PATHS = frozenset({"/health", "/health_generate", "/ready"})
+# On every response (uvicorn's default headers, launch.py): which server answered, behind a router.
+REPLICA_HEADER = "X-Radixlm-Replica"
 RETRY_AFTER_S = 1  # the hint sent with every 503: queues drain within seconds
 FILE_FIELDS = frozenset({
     "model_path", "tokenizer", "tokenizer_path", "chat_template", "lora_path",
@@ -119,3 +122,9 @@ class GuardMiddleware:
                     401, "missing or wrong API key: send 'Authorization: Bearer <key>'"))
                 return await resp(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+def replica_label(replica_name: str | None, host: str, port: int) -> str:
+    """How a server names itself in REPLICA_HEADER: --replica-name, else host:port."""
+    return replica_name or f"{host}:{port}"
+

@@ -3,7 +3,9 @@
 Request-level counters and latency histograms are recorded by the TokenizerManager as
 outputs arrive; scheduler gauges (queue lengths, KV pool accounting, radix hit rate) are
 refreshed from a `SchedulerState` snapshot when /metrics is scraped. A private registry
-keeps two servers in one process (tests) from colliding.
+keeps two servers in one process (tests) from colliding. A replica (`--replica-name`, set by
+`--dp`) adds the label `replica="<name>"` to every sample, so one Prometheus query can tell
+the replicas behind a router apart.
 """
 
 from __future__ import annotations
@@ -18,8 +20,12 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class ServerMetrics:
-    def __init__(self) -> None:
+    def __init__(self, replica: str | None = None) -> None:
         r = self.registry = CollectorRegistry()
+        self.exported = r
+        if replica is not None:
+            self.exported = CollectorRegistry()
+            self.exported.register(_Labelled(r, "replica", replica))
         self.running = Gauge("radixlm_num_running_reqs", "Requests in the running batch", registry=r)
         self.waiting = Gauge("radixlm_num_waiting_reqs", "Requests in the waiting queue", registry=r)
         self.kv_usage = Gauge(
@@ -76,4 +82,16 @@ class ServerMetrics:
         self.e2e.observe(e2e_seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.exported)
+
+
+class _Labelled:
+    """A collector that yields another registry's metrics with one more label on each sample."""
+
+    def __init__(self, registry: CollectorRegistry, name: str, value: str) -> None:
+        self.registry, self.name, self.value = registry, name, value
+
+    def collect(self):
+        for metric in self.registry.collect():
+            metric.samples = [s._replace(labels={**s.labels, self.name: self.value}) for s in metric.samples]
+            yield metric

@@ -40,14 +40,21 @@ HEALTH_GENERATE_TIMEOUT = 30.0
 class NativeRenderer:
     """SSE events as SGLang's frontend reads them (B.6): the event itself, `index` in a batch."""
 
-    def __init__(self, is_batch: bool) -> None:
+    def __init__(self, is_batch: bool, replica: str | None) -> None:
         self.is_batch = is_batch
+        self.replica = replica
 
     def event(self, index: int, event: dict) -> list[dict]:
+        event = with_replica(event, self.replica)
         return [{**event, "index": index} if self.is_batch else event]
 
     def tail(self) -> list[dict]:
         return []
+
+
+def with_replica(result: dict, replica: str | None) -> dict:
+    """`meta_info["replica"]` names the replica that served a /generate result (--replica-name)."""
+    return result if replica is None else {**result, "meta_info": {**result["meta_info"], "replica": replica}}
 
 
 class NativeApi:
@@ -63,11 +70,12 @@ class NativeApi:
     async def generate(self, request: Request) -> Response:
         batch = parse_generate(await self.body(request))
         if batch.stream:
-            return await stream_response(self.tm, batch.specs, lambda _: NativeRenderer(batch.is_batch))
+            return await stream_response(self.tm, batch.specs,
+                                         lambda _: NativeRenderer(batch.is_batch, self.args.replica_name))
         states = await collect(request, self.tm, batch.specs)
         if states is None:
             return Response(status_code=499)  # nobody is listening any more
-        results = [s.builder.result() for s in states]
+        results = [with_replica(s.builder.result(), self.args.replica_name) for s in states]
         return JSONResponse(results if batch.is_batch else results[0])
 
     async def model_info(self, request: Request) -> Response:

@@ -114,6 +114,9 @@ def _policy_fields(policy: FieldPolicy) -> dict[str, Schema]:
     out: dict[str, Schema] = {name: {"description": "accepted and ignored"} for name in sorted(policy.inert)}
     for name in sorted(policy.unsupported - FILE_FIELDS):
         out[name] = {"type": "null", "description": "not supported: 400 unless null or empty"}
+        if name in policy.defaults:  # also accepted at its protocol default
+            out[name] = {"enum": [None, *policy.defaults[name]],
+                         "description": "not supported: 400 unless null, empty or the default"}
     return out
 
 

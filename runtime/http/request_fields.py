@@ -74,6 +74,7 @@ GENERATE_FIELDS = FieldPolicy(
         "min_dynamic_patch", "image_max_dynamic_patch", "video_max_dynamic_patch",
         "images_config", "mm_processor_kwargs", "multi_item_delimiter_indices",
         "token_indices_to_pool", "cache_salt", "kv_hints",
+        "model",  # sglang-router 0.3.2 adds `"model": null` to every /generate it forwards
     }),
 )
 
@@ -86,9 +87,13 @@ _OPENAI_EXTENSIONS = FILE_FIELDS | frozenset({
     "stream_reasoning", "continue_final_message", "add_generation_prompt", "include_stop_str_in_output",
     "priority", "bootstrap_host", "bootstrap_port", "bootstrap_room", "session_params",
 })
+# SGLang's defaults for two of them: without a reasoning parser they change nothing, and
+# sglang-router 0.3.2 sends them on every chat request it forwards.
+_OPENAI_EXTENSION_DEFAULTS = {"separate_reasoning": (True,), "stream_reasoning": (True,)}
 
 
 def openai_policy(endpoint: str, handled: set[str], unsupported: set[str],
                   defaults: dict[str, tuple[Any, ...]] | None = None) -> FieldPolicy:
     return FieldPolicy(endpoint=endpoint, handled=frozenset(handled), inert=_OPENAI_INERT,
-                       unsupported=_OPENAI_EXTENSIONS | frozenset(unsupported), defaults=defaults or {})
+                       unsupported=_OPENAI_EXTENSIONS | frozenset(unsupported),
+                       defaults={**_OPENAI_EXTENSION_DEFAULTS, **(defaults or {})})

@@ -76,7 +76,7 @@ class ChildProcesses:
 def launch_server(args: ServerArgs) -> int:
     """Run until a signal (returns 0) or a dead child / failed start (returns 1)."""
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, force=True)
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM stops cleanly, like Ctrl-C
+    signal.signal(signal.SIGTERM, raise_interrupt)  # SIGTERM stops cleanly, like Ctrl-C
     if (warning := exposure_warning(args.host, args.api_key)) is not None:
         logger.warning(warning)  # first, before the model loads: the operator sees it at once
     from radixlm.runtime.model.loader import resolve_model
@@ -95,8 +95,15 @@ def launch_server(args: ServerArgs) -> int:
         endpoints.remove()
 
 
-def _raise_interrupt(signum, frame) -> None:
+def raise_interrupt(signum, frame) -> None:
+    """A SIGTERM handler that stops like Ctrl-C (also used by dp_launch.py, router_process.py)."""
     raise KeyboardInterrupt
+
+
+def ignore_stop_signals() -> None:
+    """While shutting down: a second Ctrl-C or SIGTERM must not cut the cleanup short."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def exposure_warning(host: str, api_key: str | None) -> str | None:
@@ -121,6 +128,7 @@ async def _serve(args: ServerArgs, folder: str, endpoints: IpcEndpoints,
                  children: list[ChildProcesses]) -> int:
     import uvicorn
 
+    from radixlm.runtime.http.common import REPLICA_HEADER, replica_label
     from radixlm.runtime.http.native_api import build_app
     from radixlm.runtime.server.tokenizer_manager import StartupError, TokenizerManager
 
@@ -133,9 +141,11 @@ async def _serve(args: ServerArgs, folder: str, endpoints: IpcEndpoints,
     except StartupError as exc:
         logger.error("server start-up failed: %s", exc)
         return 1
+    # REPLICA_HEADER as a default header: on every response, a 500 of an unhandled error too.
+    replica = (REPLICA_HEADER, replica_label(args.replica_name, args.host, args.port))
     config = uvicorn.Config(build_app(tm, args), host=args.host, port=args.port,
                             log_level=args.log_level.lower(), access_log=args.log_requests,
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5, headers=[replica])
     server = uvicorn.Server(config)
     failure: list[str] = []
     watcher = asyncio.create_task(_watch(server, procs, tm, failure, info, args))

@@ -89,7 +89,7 @@ class TokenizerManager:
         self.model_folder = Path(model_folder)
         self.tokenizer = load_tokenizer(self.model_folder)
         self.chat_template = Path(args.chat_template).read_text() if args.chat_template else None
-        self.metrics = ServerMetrics()
+        self.metrics = ServerMetrics(replica=args.replica_name)
         self.states: dict[str, ReqState] = {}
         self.scheduler_info: dict = {}
         self.is_ready = False

@@ -44,6 +44,34 @@ def test_inert_and_empty_protocol_fields_are_accepted(server):
     assert "best_of is not supported" in msg
 
 
+# Bodies exactly as sglang-router 0.3.2 forwards them (captured from the router): it adds
+# fields at their defaults, so a radixlm replica behind it must accept them (docs/scale-out.md).
+ROUTER_FORWARDED = [
+    ("/generate", {"text": "Hello", "model": None, "sampling_params": {"max_new_tokens": 1},
+                   "return_text_in_logprobs": False, "stream": False, "log_metrics": True,
+                   "return_hidden_states": False, "background": False, "no_logs": False,
+                   "return_bytes": False, "return_entropy": False}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "model": "x", "logprobs": False,
+                              "max_completion_tokens": 1, "stream": False, "no_stop_trim": False,
+                              "ignore_eos": False, "continue_final_message": False,
+                              "skip_special_tokens": True, "separate_reasoning": True,
+                              "stream_reasoning": True, "return_hidden_states": False}),
+    ("/v1/completions", {"model": "x", "prompt": "hi", "max_tokens": 1, "stream": False, "echo": False,
+                         "no_stop_trim": False, "ignore_eos": False, "skip_special_tokens": True,
+                         "return_hidden_states": False}),
+]
+
+
+@pytest.mark.parametrize("path, body", ROUTER_FORWARDED, ids=[p for p, _ in ROUTER_FORWARDED])
+def test_bodies_as_sglang_router_forwards_them_are_accepted(server, path, body):
+    assert server.post(path, body).status_code == 200
+
+
+def test_reasoning_fields_other_than_their_defaults_are_400(server):
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, "separate_reasoning": "yes"}
+    assert "separate_reasoning is not supported" in error_of(server.post("/v1/chat/completions", body), 400)
+
+
 def test_bad_sampling_value_is_400_naming_the_field(server):
     msg = error_of(server.post("/generate", {"text": "hi", "sampling_params": {"top_p": 3}}), 400)
     assert "top_p" in msg

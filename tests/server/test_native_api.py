@@ -152,3 +152,13 @@ def test_two_constraints_at_once_are_400_and_the_server_keeps_serving(server):
     assert resp.status_code == 400 and "only one of" in resp.json()["error"]["message"]
     out = server.generate({"text": "ok", "sampling_params": {"max_new_tokens": 1}})
     assert out["meta_info"]["completion_tokens"] == 1
+
+
+def test_every_response_names_the_server_in_a_header(server):
+    """Outside --dp the header is host:port and /generate results carry no replica name."""
+    expected = server.url.removeprefix("http://")
+    out = server.post("/generate", {"text": "Hi", "sampling_params": GREEDY})
+    assert out.headers["X-Radixlm-Replica"] == expected and "replica" not in out.json()["meta_info"]
+    for resp in (server.get("/no_such_route"), requests.post(server.url + "/generate"),  # 404, 401
+                 server.get("/metrics"), server.post("/v1/completions", {"prompt": "Hi", "max_tokens": 1})):
+        assert resp.headers["X-Radixlm-Replica"] == expected, resp.status_code
