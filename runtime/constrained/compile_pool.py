@@ -196,6 +196,7 @@ class CompilePool:
 
 def _worker_entry(conn, vocab: TokenVocab, memory_limit_bytes: int) -> None:
     _limit_address_space(memory_limit_bytes)
+    os.nice(10)  # a compile yields the cores to the scheduler's forward passes
     worker_main(conn, vocab)
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from radixlm.runtime.sampling.stop_regex import compile_stop_regex
 from radixlm.runtime.validation import Bool, Int, ListOf, Number, Object, Rule, Str
 
 TOP_K_ALL = 1 << 30
@@ -106,8 +106,8 @@ class SamplingParams:
                              f"{shown('max_new_tokens')} ({self.max_new_tokens})")
         for r in self.stop_regex:
             try:
-                re.compile(r)
-            except re.error as e:
+                compile_stop_regex(r)
+            except ValueError as e:
                 raise ValueError(f"invalid {shown('stop_regex')} {r!r}: {e}") from None
         for k in self.logit_bias:
             try:

@@ -1,14 +1,14 @@
 """StopChecker: decides after each sampled token whether a request is finished.
 
 Checks, in SGLang's order: max_new_tokens / context length, eos (unless ignore_eos), stop
-token ids, stop strings and stop regexes. Stop strings are matched on the decoded tail of the
-output only (never the prompt); the detokenizer trims the matched text later.
+token ids, stop strings and stop regexes. Stop strings and regexes are matched on the decoded
+tail of the output only (never the prompt), regexes by RE2 in linear time (stop_regex.py);
+the detokenizer trims the matched text later.
 """
 
 from __future__ import annotations
 
-import re
-
+from radixlm.runtime.sampling import stop_regex
 from radixlm.runtime.scheduler.request import FinishReason, Req
 
 
@@ -48,6 +48,6 @@ class StopChecker:
             if s in tail:
                 return FinishReason("stop", matched=s)
         for pattern in p.stop_regex:
-            if re.search(pattern, tail):
+            if stop_regex.search(pattern, tail):  # linear time, whatever the pattern
                 return FinishReason("stop", matched=pattern)
         return None

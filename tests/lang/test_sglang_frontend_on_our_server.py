@@ -58,3 +58,20 @@ def test_streaming_gen(endpoint):
     state = story.run(backend=endpoint, stream=True, temperature=0)
     assert "".join(state.text_iter("story")) == state["story"]
     assert state.get_meta_info("story")["completion_tokens"] == 6
+
+
+def test_sglangs_own_decode_int_program(endpoint):
+    """SGLang 0.5.23's test_decode_int, run as it ships: `gen_int` after "hours in a day"
+    must answer 24, where the model wants to write "24 hours" (end on reject)."""
+    from sglang.test import test_programs
+
+    sgl.set_default_backend(endpoint)
+    test_programs.test_decode_int()
+
+
+def test_sglangs_own_decode_json_program(endpoint):
+    """SGLang 0.5.23's test_decode_json: typed gens inside a JSON object must parse."""
+    from sglang.test import test_programs
+
+    sgl.set_default_backend(endpoint)
+    test_programs.test_decode_json()
