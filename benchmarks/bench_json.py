@@ -88,6 +88,41 @@ class Timer:
                 f"p99 {pick(0.99):.1f} ({len(us)} calls)")
 
 
+MODES = ("constrained, jump-forward on", "constrained, budget completion off", "constrained, jump-forward off",
+         "unconstrained")
+
+
+def compile_costs(vocab, whitespace: str) -> None:
+    """Compile time and memory of the benchmark schema, with and without the distance table
+    (fresh managers: no cache), median of 5."""
+    for distances in (True, False):
+        times, size = [], 0
+        for _ in range(5):
+            manager = GrammarManager(vocab, logits_dim=vocab.size, whitespace_pattern=whitespace,
+                                     distances=distances, max_workers=1)
+            matcher = manager.wait(manager.submit("json_schema", SCHEMA))
+            times.append(matcher.grammar.compile_s)
+            size = matcher.grammar.size_bytes
+            table = matcher.grammar.distances.size_bytes() if distances else 0
+            manager.shutdown()
+        print(f"compile in a worker, distance table {'on ' if distances else 'off'}: "
+              f"{statistics.median(times) * 1e3:.0f} ms, {size >> 10} KiB (table {table >> 10} KiB)")
+
+
+def budget_mask_costs(manager, tokenizer, handle, timers_out: dict) -> None:
+    """fill_bitmask with a loose budget (the index's own mask) and a tight one (the distance
+    table's tokens), at every state along a teacher-forced document."""
+    mask = allocate_token_bitmask(1, manager.logits_dim)
+    for doc in documents(8):
+        matcher = manager.poll(handle)
+        ids = tokenizer.encode(doc, add_special_tokens=False)
+        for t in ids:
+            timers_out["loose"](matcher.fill_bitmask, mask, 0, 1000)
+            timers_out["tight"](matcher.fill_bitmask, mask, 0, matcher.min_tokens_to_end() + 1)
+            if not matcher.accept_token(t):
+                break
+
+
 def decode(manager, tokenizer, handle, doc: str, jump: bool, timers: dict) -> tuple[int, int]:
     """Teacher-forced constrained decode of `doc`: (forward passes, output tokens)."""
     matcher = manager.poll(handle)
@@ -142,7 +177,8 @@ def e2e_one(mode: str, prompts: list[str], max_new: list[int]) -> dict:
     constrained output length, with ignore_eos, so both decode the same number of tokens)."""
     from radixlm.runtime import Engine
 
-    with Engine(max_total_tokens=40000, disable_jump_forward=mode == "constrained, jump-forward off") as e:
+    with Engine(max_total_tokens=40000, disable_jump_forward=mode == "constrained, jump-forward off",
+                disable_budget_completion=mode == "constrained, budget completion off") as e:
         e.generate(prompts[0], {"max_new_tokens": 2, "json_schema": json.dumps(SCHEMA)})  # compile
         e.call_in_loop(lambda s: setattr(s, "stats", type(s.stats)()))
         extra = {"ignore_eos": True} if mode == "unconstrained" else {"json_schema": json.dumps(SCHEMA)}
@@ -200,7 +236,7 @@ def run_e2e(n: int, repeats: int) -> None:
     runs: dict[str, list[dict]] = {}
     budget = 96
     for _ in range(repeats):
-        for mode in ("constrained, jump-forward on", "constrained, jump-forward off", "unconstrained"):
+        for mode in MODES:
             max_new = [budget] * n
             if mode == "unconstrained":  # each request as long as its constrained output
                 max_new = runs["constrained, jump-forward off"][0]["lengths"]
@@ -226,11 +262,15 @@ def run_e2e(n: int, repeats: int) -> None:
           f"forward passes saved: {1 - (on['tokens'] - on['jumped']) / (off['tokens'] - off['jumped']):.0%}; "
           f"constrained (no jump) vs unconstrained tok/s: "
           f"{(off['tokens'] / off['seconds']) / (free['tokens'] / free['seconds']):.2f}x")
+    nob = results["constrained, budget completion off"]
+    print(f"budget completion on vs off: {(on['tokens'] / on['seconds']) / (nob['tokens'] / nob['seconds']):.3f}x "
+          f"in output tok/s (per round, time off/on: "
+          f"{', '.join(f'{b:.2f}' for b in _round_ratios(runs, 'constrained, budget completion off'))})")
 
 
-def _round_ratios(runs: dict[str, list[dict]]) -> list[float]:
-    """Per alternating round: time without jump-forward / time with it."""
-    on, off = runs["constrained, jump-forward on"], runs["constrained, jump-forward off"]
+def _round_ratios(runs: dict[str, list[dict]], base: str = "constrained, jump-forward off") -> list[float]:
+    """Per alternating round: time of `base` / time with jump-forward (and budget completion) on."""
+    on, off = runs["constrained, jump-forward on"], runs[base]
     return [b["seconds"] / a["seconds"] for a, b in zip(on, off)]
 
 
@@ -256,6 +296,7 @@ def main() -> None:
     start = time.perf_counter()
     vocab = build_token_vocab(tokenizer, (tokenizer.eos_token_id,))
     print(f"vocabulary build: {time.perf_counter() - start:.2f} s ({vocab.size} ids)")
+    compile_costs(vocab, args.whitespace)
     manager = GrammarManager(vocab, logits_dim=vocab.size, whitespace_pattern=args.whitespace)
 
     start = time.perf_counter()
@@ -288,6 +329,11 @@ def main() -> None:
             if timer.samples:
                 print(f"  {name:7s} {timer.summary()}")
     print(f"\nforward passes saved by jump-forward: {1 - results[True] / results[False]:.0%}")
+    budget_timers = {"loose": Timer(), "tight": Timer()}
+    budget_mask_costs(manager, tokenizer, handle, budget_timers)
+    print("fill_bitmask with a budget, per state of 8 documents:")
+    for name, timer in budget_timers.items():
+        print(f"  {name:7s} {timer.summary()}")
 
     logits = torch.randn(8, vocab.size)
     mask = allocate_token_bitmask(8, vocab.size)

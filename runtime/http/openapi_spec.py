@@ -174,14 +174,15 @@ def _token_ids(min_items: int = 0) -> Schema:
 
 def _constraint_fields() -> dict[str, Schema]:
     """The grammar constraints: checked when compiled (runtime/constrained), so no rule."""
-    unsupported = {"type": "string", "maxLength": 0, "description": "not supported: only \"\" or null"}
     return {
         "regex": _nullable({"type": "string", "description": "\"\" means none"}),
         "json_schema": _nullable({"type": ["string", "object"],
                                   "description": "a JSON schema (as a string, or an object); \"\" means none"}),
         "ebnf": _nullable({"type": "string", "description": "a context-free grammar (SGLang's EBNF: "
                            "root ::= ...); \"\" means none"}),
-        "structural_tag": _nullable(dict(unsupported)),
+        "structural_tag": _nullable({"type": ["string", "object"],
+                                     "description": "SGLang's structural_tag: free text, then constrained "
+                                                    "structures after each trigger (docs/structured-output.md)"}),
         "choices": _nullable(_list({"type": "string", "minLength": 1}, min_items=1)),
     }
 

@@ -126,8 +126,9 @@ class SamplingParams:
         for name in ("regex", "json_schema", "ebnf", "structural_tag"):
             if getattr(self, name) == "":
                 setattr(self, name, None)
-        if isinstance(self.json_schema, dict):
-            self.json_schema = json.dumps(self.json_schema)
+        for name in ("json_schema", "structural_tag"):  # an object is sent as its JSON text
+            if isinstance(getattr(self, name), dict):
+                setattr(self, name, json.dumps(getattr(self, name)))
 
     def check_vocab(self, vocab_size: int) -> None:
         """Token ids named in the params must exist in the model's vocabulary."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from radixlm.runtime.scheduler.io import FinishReason
 from radixlm.runtime.scheduler.request import Req
+from radixlm.runtime.scheduler.triggers import leave_structure
 
 
 def may_draft(req: Req) -> bool:
@@ -42,6 +43,9 @@ def jump_forward(req: Req, tokenizer, drafts: bool) -> list[int]:
         if req.top_logprobs_num:
             req.output_top_logprobs.extend([None] * len(jf.token_ids))
     if req.grammar.is_terminated():
-        req.finish_reason = FinishReason("stop", matched=None)
         req.draft_id = None
+        if req.in_structure:  # a structural_tag structure ended: free text again
+            leave_structure(req)
+        else:
+            req.finish_reason = FinishReason("stop", matched=None)
     return list(jf.token_ids)

@@ -40,6 +40,13 @@ class Req:
     grammar_handle: Any = None  # pending compile while the request sits in the grammar queue
     budgeted: bool = False  # the grammar keeps a complete match reachable in the tokens left
     end_on_reject: bool = False  # a complete match ends where the model wants a forbidden token
+    # structural_tag (scheduler/triggers.py): trigger -> its compiled grammar; while
+    # `in_structure` the grammar is one of them, started `grammar_offset` output tokens in.
+    triggers: dict[str, Any] | None = None
+    trigger_costs: dict[str, int] = field(default_factory=dict)  # fewest tokens to finish one
+    budget_structures: bool = False
+    in_structure: bool = False
+    grammar_offset: int = 0
     # Jump-forward's back-off token, run (not yet emitted) at the end of fill_ids: the next
     # forward also yields the logits at its position, and it is kept only if the model picks
     # it there (Scheduler._settle_draft); otherwise its KV slot is given back.
@@ -110,7 +117,7 @@ class Req:
         joins the output), for the budget-aware mask; None when not budgeted."""
         if not self.budgeted:
             return None
-        return self.sampling_params.max_new_tokens - self.grammar.num_accepted
+        return self.sampling_params.max_new_tokens - self.grammar_offset - self.grammar.num_accepted
 
     @property
     def may_end_on_reject(self) -> bool:

@@ -36,5 +36,7 @@ def check_request(tr: TokenizedRequest, vocab_size: int, context_len: int, pool_
         raise ValueError(f"top_logprobs_num must be in [0, {MAX_TOP_LOGPROBS}] (got {tr.top_logprobs_num})")
     tr.sampling_params.check_vocab(vocab_size)
     constraint = tr.sampling_params.constraint
-    if constraint is not None and constraint[0] not in ("regex", "json_schema", "choices", "ebnf"):
-        raise ValueError(f"{constraint[0]} constraints are not supported; use regex, json_schema, ebnf or choices")
+    if constraint is not None and constraint[0] == "structural_tag":
+        from radixlm.runtime.constrained.structural_tag import parse_structural_tag
+
+        parse_structural_tag(constraint[1])  # its own errors, before the request queues

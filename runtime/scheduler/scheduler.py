@@ -50,6 +50,7 @@ from radixlm.runtime.scheduler.sampled_rows import (
 )
 from radixlm.runtime.scheduler.stats import SchedulerStats
 from radixlm.runtime.scheduler.stop_checker import StopChecker
+from radixlm.runtime.scheduler.triggers import enter_structure, leave_structure
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ class Scheduler:
         ready, failed = self.grammars.poll()
         self.pending_outputs.extend(build_output(req, []) for req in failed)
         for req in ready:
-            jumped = self._jump(req) if self.cfg.enable_jump_forward else []
+            jumped = self._jump(req) if self.cfg.enable_jump_forward and req.grammar is not None else []
             if jumped or req.finished:
                 self.pending_outputs.append(build_output(req, jumped))
             if not req.finished:
@@ -336,10 +337,15 @@ class Scheduler:
             req.finish_reason = FinishReason.failed(
                 RequestError.internal(f"internal error: token {tok} violates the grammar"))
             return [tok]
+        new_ids = [tok]
+        if req.in_structure and req.grammar.is_terminated():  # a structural_tag structure ended
+            leave_structure(req)
+        elif req.triggers and req.grammar is None:
+            new_ids = enter_structure(req, self.tokenizer) or new_ids
         req.finish_reason = self.stop_checker.check(req, self.cfg.context_len)
         if jump and req.grammar is not None and not req.finished and self.cfg.enable_jump_forward:
-            return [tok] + self._jump(req)
-        return [tok]
+            return new_ids + self._jump(req)
+        return new_ids
 
     def _jump(self, req: Req) -> list[int]:
         jumped = jump_forward(req, self.tokenizer, self.cfg.jump_forward_drafts)
