@@ -53,10 +53,10 @@ from radixlm.lang.global_config import global_config
 __version__ = "0.1.0"
 
 __all__ = [
-    "Engine", "EngineBackend", "OpenAI", "Runtime", "RuntimeEndpoint", "ServerArgs",
+    "Engine", "EngineBackend", "OpenAI", "Runtime", "RuntimeEndpoint", "ServerArgs", "ToolCall",
     "assistant", "assistant_begin", "assistant_end", "flush_cache", "function", "gen", "gen_int",
     "gen_string", "get_server_info", "global_config", "greedy_token_selection", "image", "select",
-    "separate_reasoning", "set_default_backend", "system", "system_begin", "system_end",
+    "describe_tools", "separate_reasoning", "set_default_backend", "system", "system_begin", "system_end",
     "token_length_normalized", "unconditional_likelihood_normalized", "user", "user_begin",
     "user_end", "video",
 ]
@@ -67,6 +67,8 @@ _LAZY = {
     "OpenAI": ("radixlm.lang.backend.openai", "OpenAI"),
     "Engine": ("radixlm.runtime.engine", "Engine"),
     "ServerArgs": ("radixlm.runtime.server_args", "ServerArgs"),
+    "ToolCall": ("radixlm.lang.tools", "ToolCall"),
+    "describe_tools": ("radixlm.lang.tools", "describe_tools"),
 }
 
 

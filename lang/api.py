@@ -84,12 +84,18 @@ def gen(
     ebnf: str | None = None,
     complete_within_budget: bool | None = None,
     end_on_reject: bool | None = None,
+    tools: list[Any] | None = None,
+    tool_choice: Any = None,
 ) -> SglExpr:
     """Generate into variable `name`. With `choices` this is a `select` (temperature 0).
 
     Constraints (docs/structured-output.md): `regex`, `json_schema` (a dict, a JSON string
     or a pydantic model class), `ebnf` (a context-free grammar), `dtype` (int, float, str,
-    bool); `complete_within_budget` / `end_on_reject` override their defaults."""
+    bool); `complete_within_budget` / `end_on_reject` override their defaults.
+
+    With `tools` (functions, pydantic models or OpenAI tool dicts; lang/tools.py) the gen
+    writes a call that validates, or text (`tool_choice` "auto", the default), and its
+    variable is a `ToolCall`: the text, with `.name` and `.arguments`."""
     if choices:
         return SglSelect(name, choices, 0.0 if temperature is None else temperature,
                          token_length_normalized if choices_method is None else choices_method)
@@ -110,7 +116,18 @@ def gen(
         json_schema=schema_text(json_schema), ebnf=ebnf, complete_within_budget=complete_within_budget,
         end_on_reject=end_on_reject,
     )
+    if tools:
+        from radixlm.lang.tools import ToolCall, tool_sampling
+
+        extra = tool_sampling(tools, tool_choice or "auto")
+        params.structural_tag, params.no_stop_trim = extra.get("structural_tag"), extra.get("no_stop_trim")
+        params.stop = [*_as_stops(stop), *extra.get("stop", [])]
+        return SglGen(name, params, parse=ToolCall)
     return SglGen(name, params)
+
+
+def _as_stops(stop: Any) -> list[str]:
+    return [] if stop is None else [stop] if isinstance(stop, str) else list(stop)
 
 
 def schema_text(schema: Any) -> str | None:

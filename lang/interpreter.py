@@ -320,7 +320,7 @@ class StreamExecutor:
         if not self.stream:
             comp, meta = self.backend.generate(self.prompt(), params)
             self._fill(comp)
-            self.variables[name] = comp
+            self.variables[name] = expr.parse(comp) if expr.parse else comp
             self.meta_info[name] = meta
             self.variable_event[name].set()
             return
@@ -334,6 +334,8 @@ class StreamExecutor:
                 self.meta_info[name] = meta
                 self.stream_log[name].append((chunk, meta))
                 self.changed.notify_all()
+        if expr.parse:
+            self.variables[name] = expr.parse(self.variables[name])
         self.variable_event[name].set()
 
     def _execute_select(self, expr: SglSelect) -> None:

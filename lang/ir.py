@@ -22,10 +22,10 @@ OVERRIDABLE_FIELDS = (
     "temperature", "top_p", "top_k", "min_p", "frequency_penalty", "presence_penalty",
     "ignore_eos", "return_logprob", "logprob_start_len", "top_logprobs_num",
     "return_text_in_logprobs", "dtype", "regex", "json_schema", "ebnf",
-    "complete_within_budget", "end_on_reject",
+    "complete_within_budget", "end_on_reject", "structural_tag", "no_stop_trim",
 )
 # radixlm's own fields: sent only when set, so a body is SGLang's exactly otherwise.
-EXTENSION_FIELDS = ("ebnf", "complete_within_budget", "end_on_reject")
+EXTENSION_FIELDS = ("ebnf", "complete_within_budget", "end_on_reject", "structural_tag", "no_stop_trim")
 
 
 @dataclass
@@ -55,6 +55,8 @@ class SglSamplingParams:
     ebnf: str | None = None  # a context-free grammar (docs/structured-output.md)
     complete_within_budget: bool | None = None
     end_on_reject: bool | None = None
+    structural_tag: str | None = None  # a tools gen's triggered constraint (lang/tools.py)
+    no_stop_trim: bool | None = None
 
     def clone(self) -> SglSamplingParams:
         return copy.deepcopy(self)
@@ -154,10 +156,12 @@ class SglConstantText(SglExpr):
 
 
 class SglGen(SglExpr):
-    def __init__(self, name: str | None, sampling_params: SglSamplingParams) -> None:
+    def __init__(self, name: str | None, sampling_params: SglSamplingParams,
+                 parse: Any = None) -> None:
         super().__init__()
         self.name = name
         self.sampling_params = sampling_params
+        self.parse = parse  # str -> the variable's value (a tools gen: ToolCall); None: the text
 
     def __repr__(self) -> str:
         return f"Gen({self.name!r})"
