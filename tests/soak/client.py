@@ -19,6 +19,7 @@ import httpx
 from .workload import LEAVE_STREAM, TIMEOUT, Plan
 
 OK, DISCONNECTED, ERROR = "ok", "disconnected", "error"
+HOSTILE_ANSWERS = (200, 400, 503)  # what a hostile request may get: served, refused, or busy
 
 
 @dataclass
@@ -61,11 +62,16 @@ async def _exchange(client: httpx.AsyncClient, plan: Plan, out: Outcome) -> None
         resp = await client.post(plan.path, json=plan.body())
         out.http_status = resp.status_code
         out.body = resp.json()
+        if plan.hostile and resp.status_code in HOSTILE_ANSWERS:
+            return
         if resp.status_code != 200:
             out.status, out.error = ERROR, f"HTTP {resp.status_code}: {resp.text[:300]}"
         return
     async with client.stream("POST", plan.path, json=plan.body()) as resp:
         out.http_status = resp.status_code
+        if plan.hostile and resp.status_code in HOSTILE_ANSWERS and resp.status_code != 200:
+            await resp.aread()
+            return
         if resp.status_code != 200:
             out.status, out.error = ERROR, f"HTTP {resp.status_code}: {(await resp.aread())[:300]!r}"
             return

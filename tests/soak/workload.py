@@ -8,7 +8,11 @@ A `Plan` is one request to send. Plans are drawn from a seeded RNG so a run is r
 - constraint (native only): a regex, a JSON schema or a choice list;
 - greedy (temperature 0, drawn from a small fixed pool so each can be checked against its
   single-request answer) or sampled;
-- client behaviour: read to the end, leave a stream after a few events, or time out early.
+- client behaviour: read to the end, leave a stream after a few events, or time out early;
+- hostile (a share, off by default): constraints built to hurt the server (a huge bounded
+  repetition, a 2000-character maxLength, an exponential regex, a backtracking stop_regex).
+  Any answer is fine for them (200, 400 or 503); the well-formed requests beside them must
+  lose nothing and keep their latency.
 """
 
 from __future__ import annotations
@@ -41,6 +45,14 @@ CONSTRAINED_PROMPTS = {
     "choices": "Name the colour of a ripe banana:",
 }
 CONSTRAINED_MAX_NEW = 48  # the longest valid JSON above is ~35 tokens: never cut by length
+# (sampling params, prompt): the patterns of the reliability work's findings.
+HOSTILE = [
+    ({"regex": ".{8000}"}, "Write:"),
+    ({"json_schema": json.dumps({"type": "object", "properties": {"essay": {
+        "type": "string", "maxLength": 2000}}, "required": ["essay"]})}, "Write an essay as JSON:"),
+    ({"regex": "(a|b)*a(a|b){16}"}, "Write:"),
+    ({"regex": "a{28}", "stop_regex": ["(a+)+b"]}, "Write:"),
+]
 
 
 def _arithmetic(i: int) -> tuple[str, str]:
@@ -102,6 +114,7 @@ class Plan:
     behaviour: str = STAY
     leave_after_events: int = 0  # LEAVE_STREAM: events read before closing
     timeout_s: float = 0.0  # TIMEOUT: the client gives up after this long
+    hostile: dict | None = None  # the extra sampling params of a hostile request
 
     @property
     def path(self) -> str:
@@ -120,7 +133,8 @@ class Plan:
         return {"temperature": 0.0} if self.greedy else {"temperature": 0.8, "top_p": 0.95}
 
     def _native_body(self) -> dict:
-        params = {"max_new_tokens": self.max_new_tokens, "stop": self.stop, **self._sampling()}
+        params = {"max_new_tokens": self.max_new_tokens, "stop": self.stop, **self._sampling(),
+                  **(self.hostile or {})}
         if self.constraint:
             kind, spec = self.constraint
             params[kind] = json.dumps(spec) if kind == "json_schema" else spec
@@ -151,6 +165,7 @@ class Mix:
     leave_share: float = 0.1  # of streaming requests
     timeout_share: float = 0.06
     timeout_range_s: tuple[float, float] = (0.2, 3.0)
+    hostile_share: float = 0.0
 
 
 class Workload:
@@ -178,6 +193,10 @@ class Workload:
         if self._forced:
             return self._forced.pop(0)
         m, rng = self.mix, self.rng
+        if rng.random() < m.hostile_share:
+            params, prompt = rng.choice(HOSTILE)
+            return Plan(NATIVE, rng.random() < m.stream_share, Prompt("", prompt), m.max_new_tokens, False,
+                        hostile=params)
         base = rng.choice(self._greedy) if rng.random() < m.greedy_share else self._draw_base(False)
         stream = rng.random() < m.stream_share
         plan = self._variant(base, stream=stream)
