@@ -67,7 +67,7 @@ class NodeView(NamedTuple):
 
 @dataclass
 class TreeSnapshot:
-    enabled: bool  # False with --disable-radix-cache (the tree stays empty)
+    radix_cache: bool  # False with --disable-radix-cache (the tree stays empty)
     start_id: int
     path: list[int]  # node ids from the root down to the start node
     total_nodes: int  # in the whole tree, the root not counted
@@ -93,7 +93,7 @@ def take_snapshot(cache, query: TreeQuery) -> TreeSnapshot | None:
     truncated = _visit(start, query, now, views)
     root = cache.root_node
     return TreeSnapshot(
-        enabled=not getattr(cache, "disabled", False), start_id=start.id, path=_path(start),
+        radix_cache=not getattr(cache, "disabled", False), start_id=start.id, path=_path(start),
         total_nodes=root.subtree_nodes - 1, total_tokens=root.subtree_tokens,
         evictable_tokens=cache.evictable_size(), protected_tokens=cache.protected_size(),
         truncated=truncated, took_s=time.perf_counter() - start_time, nodes=views,
@@ -140,7 +140,9 @@ def _view(node: TreeNode, parent_id: int | None, depth: int, now: float,
         listed_nodes += child.subtree_nodes
         listed_tokens += child.subtree_tokens
     return (
-        node.id, parent_id, depth, len(node.key), node.key[:PREVIEW_TOKENS], node.lock_ref,
+        # the root's own lock is permanent (it stops lock walks), not a request's
+        node.id, parent_id, depth, len(node.key), node.key[:PREVIEW_TOKENS],
+        node.lock_ref if node.parent is not None else 0,
         node.hits, now - node.last_access_at,
         now - node.last_hit_at if node.last_hit_at else None,
         node.subtree_nodes, node.subtree_tokens, len(node.children),

@@ -134,5 +134,5 @@ def test_the_scan_budget_leaves_later_nodes_collapsed(monkeypatch):
 def test_a_disabled_cache_snapshots_as_an_empty_tree():
     cache = NoRadixCache(KVPool(16, 1, 1, 1, torch.float32))
     snap = take_snapshot(cache, TreeQuery())
-    assert not snap.enabled
+    assert not snap.radix_cache
     assert snap.total_nodes == 0 and len(snap.nodes) == 1
