@@ -405,7 +405,7 @@ def _web_view_schemas() -> dict[str, Schema]:
         "kv_free": count, "kv_evictable": count, "kv_protected": count, "kv_held": count,
         "counters": {"type": "object", "additionalProperties": count,
                      "description": "cumulative: take differences between two polls for rates"},
-        "cache_hit_rate": number, "radix_cache": {"type": "boolean"}, "tree_nodes": count,
+        "cache_hit_rate": number, "radix_cache": {"type": "boolean"}, "tree_nodes": count, "took_s": number,
         "requests": _list(_ref("RequestRow")),
     })
     rules = _rule_schemas(TOKEN_PIECES_RULES)

@@ -301,6 +301,9 @@ class RadixCache:
         heap = [(n.last_access_time, n.id, n) for n in self._leaves if n.lock_ref == 0]
         heapq.heapify(heap)
         freed: list[torch.Tensor] = []
+        # Subtree counts are settled once at the end: each surviving node gets what was removed
+        # below it, so evicting a whole branch walks to the root once, not once per node.
+        removed: dict[TreeNode, list[int]] = {}  # surviving node -> [nodes, tokens] gone below it
         num_evicted = 0
         while num_evicted < num_tokens and heap:
             _, _, node = heapq.heappop(heap)
@@ -309,7 +312,10 @@ class RadixCache:
             del parent.children[node.key[0]]
             self._leaves.discard(node)
             del self._nodes[node.id]
-            self._add_to_ancestors(parent, -1, -len(node.key))
+            below = removed.pop(node, (0, 0))
+            gone = removed.setdefault(parent, [0, 0])
+            gone[0] += 1 + below[0]
+            gone[1] += len(node.key) + below[1]
             freed.append(node.value)
             num_evicted += len(node.key)
             self._evictable_size -= len(node.key)
@@ -317,6 +323,8 @@ class RadixCache:
                 self._leaves.add(parent)
                 if parent.lock_ref == 0:
                     heapq.heappush(heap, (parent.last_access_time, parent.id, parent))
+        for node, (nodes, tokens) in removed.items():
+            self._add_to_ancestors(node, -nodes, -tokens)
         if freed:
             # One concat into the free list instead of one per node.
             self.kv_pool.free(torch.cat(freed))

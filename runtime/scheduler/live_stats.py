@@ -49,11 +49,13 @@ class LiveStats:
     cache_hit_rate: float  # cumulative cached / prompt tokens
     radix_cache: bool
     tree_nodes: int
+    took_s: float  # time spent on the scheduler thread to take this
     requests: list[RequestRow] = field(default_factory=list)  # at most MAX_ROWS
 
 
 def live_stats(sched) -> LiveStats:
     """Counters, KV use and the request rows of `sched` (a Scheduler) now."""
+    start = time.perf_counter()
     now = time.monotonic()
     stats = sched.stats
     cache = sched.cache
@@ -75,7 +77,7 @@ def live_stats(sched) -> LiveStats:
             "cached_tokens": stats.cached_tokens, "retractions": stats.retractions,
         },
         cache_hit_rate=stats.cache_hit_rate, radix_cache=not cache.disabled,
-        tree_nodes=cache.num_nodes(), requests=running + queued + pending,
+        tree_nodes=cache.num_nodes(), took_s=time.perf_counter() - start, requests=running + queued + pending,
     )
 
 
