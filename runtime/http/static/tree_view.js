@@ -1,7 +1,8 @@
 // The radix tree as an icicle chart: the start node on the left, one column per level, each
 // node as tall as the tokens in its subtree. Nodes are DOM elements keyed by node id, so a
 // poll moves them instead of redrawing (evicted ones disappear, selection survives).
-// What the snapshot counted but did not list shows as a hatched "+N nodes" block.
+// What the snapshot counted but did not list shows as a hatched "+N nodes" block; a click
+// on it, or on a node with such descendants, fetches the tree from there.
 
 const FRESH_HIT_S = 3; // a node matched this recently is highlighted
 const MIN_LABEL_PX = 13;
@@ -112,6 +113,10 @@ export class TreeView {
     this.selected = Number(el.dataset.nodeId);
     for (const other of this.elements.values()) other.classList.toggle("selected", other === el);
     this.renderDetail();
+    // A node whose descendants the snapshot only counted expands on click: the next
+    // snapshot starts from it (the path above it stays in the breadcrumbs).
+    const node = this.nodes.get(this.selected);
+    if (node && node.depth > 0 && node.hidden_nodes > 0) this.expand(el);
   }
 
   expand(el) {

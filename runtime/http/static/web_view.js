@@ -122,11 +122,11 @@ function renderTable(s) {
     const tr = document.createElement("tr");
     tr.dataset.rid = r.rid;
     tr.dataset.state = r.state;
-    const state = document.createElement("span");
-    state.className = `state state-${r.state}`;
-    state.textContent = r.state === "grammar" ? "waiting for grammar" : r.state;
+    const badge = document.createElement("span");
+    badge.className = `state state-${r.state}`;
+    badge.textContent = r.state === "grammar" ? "waiting for grammar" : r.state;
     const stateCell = cell("", "state-cell");
-    stateCell.append(state);
+    stateCell.append(badge);
     const bar = document.createElement("span");
     bar.className = "prompt-bar";
     const total = Math.max(1, r.prompt_tokens);
