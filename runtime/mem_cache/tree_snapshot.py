@@ -49,7 +49,7 @@ class TreeQuery:
 class NodeView(NamedTuple):
     """One listed node (`TreeSnapshot.nodes` holds these as plain tuples; `views()` names them)."""
 
-    id: int
+    id: int  # the node's for its life; a split keeps it on the lower half, the upper is new
     parent: int | None  # None for the snapshot's start node
     depth: int  # levels below the start node (0: the start node)
     tokens: int  # tokens of this node's own key segment
