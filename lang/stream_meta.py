@@ -8,7 +8,9 @@ concatenated so each yielded list covers exactly the tokens since the previous y
 
 from __future__ import annotations
 
-INCREMENTAL_KEYS = ("output_token_logprobs", "output_top_logprobs", "output_token_ids_logprobs")
+# radixlm's jump_forward_positions is per event too (wire-protocol B.6)
+INCREMENTAL_KEYS = ("output_token_logprobs", "output_top_logprobs", "output_token_ids_logprobs",
+                    "jump_forward_positions")
 
 
 def merge_stream_events(events: list[tuple[str, dict]]) -> tuple[str, dict]:

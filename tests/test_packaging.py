@@ -25,3 +25,17 @@ def test_lang_imports_without_torch_at_load():
 
     code = "import sys, radixlm.lang; assert 'torch' not in sys.modules, 'lang imported torch'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_web_views_files_are_package_data():
+    """A wheel carries every file the page serves (runtime/http/static, web_view.py)."""
+    from fnmatch import fnmatch
+
+    from radixlm.runtime.http.web_view import MEDIA_TYPES
+
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    patterns = globs["radixlm.runtime.http"]
+    served = [p for p in (ROOT / "runtime" / "http" / "static").iterdir() if p.suffix in MEDIA_TYPES]
+    assert served
+    for path in served:
+        assert any(fnmatch(f"static/{path.name}", pat) for pat in patterns), f"{path.name} is not package data"

@@ -101,12 +101,16 @@ def as_request_error(request: Request, exc: Exception) -> RequestError:
 
 
 class GuardMiddleware:
-    """503 until the model is loaded, then 401 unless the API key matches (constant time)."""
+    """503 until the model is loaded, then 401 unless the API key matches (constant time).
+    `open_paths` need no key: the health checks and the web view's page files
+    (web_view.PAGE_PATHS), which hold no data; the page sends the key on its data routes."""
 
-    def __init__(self, app: ASGIApp, api_key: str | None, is_ready: Callable[[], bool]) -> None:
+    def __init__(self, app: ASGIApp, api_key: str | None, is_ready: Callable[[], bool],
+                 open_paths: frozenset[str] = OPEN_PATHS) -> None:
         self.app = app
         self.expected = f"Bearer {api_key}".encode() if api_key else None
         self.is_ready = is_ready
+        self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,7 +119,7 @@ class GuardMiddleware:
             resp = error_response(RequestError.unavailable(
                 "the server is starting (loading the model) or shutting down; retry later"))
             return await resp(scope, receive, send)
-        if self.expected is not None and scope["path"] not in OPEN_PATHS:
+        if self.expected is not None and scope["path"] not in self.open_paths:
             auth = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(auth, self.expected):
                 resp = error_response(RequestError.of(

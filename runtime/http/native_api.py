@@ -1,5 +1,6 @@
 """The HTTP app: SGLang-native routes (docs/wire-protocol.md Part B) plus the OpenAI and metrics
-routes from `openai_api.py`, behind the guard middleware (503 while starting, API key).
+routes from `openai_api.py` and the web view's from `web_view.py`, behind the guard middleware
+(503 while starting, API key).
 
     app = build_app(tm, args)          # tm: a TokenizerManager; served by launch.py on uvicorn
 
@@ -22,13 +23,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from radixlm.runtime.errors import RequestError
-from radixlm.runtime.http.common import GuardMiddleware, handle_http_error, read_json
+from radixlm.runtime.http.common import OPEN_PATHS, GuardMiddleware, handle_http_error, read_json
 from radixlm.runtime.http.generate_input import RequestSpec, parse_generate
 from radixlm.runtime.http.metrics import CONTENT_TYPE
 from radixlm.runtime.http.model_info import frontend_model_path, served_model_name
 from radixlm.runtime.http.openai_api import openai_routes
 from radixlm.runtime.http.openapi_spec import build_openapi
 from radixlm.runtime.http.request_lifecycle import collect, raise_first_error, stream_response
+from radixlm.runtime.http.web_view import PAGE_PATHS, web_view_routes
 from radixlm.runtime.sampling.sampling_params import SamplingParams
 from radixlm.runtime.server.tokenizer_manager import TokenizerManager
 from radixlm.runtime.server_args import ServerArgs
@@ -193,10 +195,11 @@ class NativeApi:
 
 
 def build_app(tm: TokenizerManager, args: ServerArgs) -> Starlette:
-    routes = NativeApi(tm, args).routes() + openai_routes(tm, args)
+    routes = NativeApi(tm, args).routes() + openai_routes(tm, args) + web_view_routes(tm, args)
     return Starlette(
         routes=routes,
-        middleware=[Middleware(GuardMiddleware, api_key=args.api_key, is_ready=lambda: tm.is_ready)],
+        middleware=[Middleware(GuardMiddleware, api_key=args.api_key, is_ready=lambda: tm.is_ready,
+                               open_paths=OPEN_PATHS | PAGE_PATHS)],
         exception_handlers={
             RequestError: handle_http_error,
             HTTPException: handle_http_error,

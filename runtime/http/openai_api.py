@@ -310,15 +310,7 @@ class OpenAIApi:
         return await self._run(request, body, specs, n, chat=True)
 
     def _chat_prompt_ids(self, messages: Any) -> list[int]:
-        if not isinstance(messages, list) or not messages:
-            raise ValueError("messages must be a non-empty list of {role, content} objects")
-        clean = []
-        for i, m in enumerate(messages):
-            if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-                raise ValueError(f"messages[{i}] must be an object with a string role")
-            clean.append({"role": m["role"], "content": _message_text(m.get("content"), i)})
-        text = self.tm.render_chat(clean)
-        return self.tm.tokenizer(text, add_special_tokens=False).input_ids
+        return self.tm.tokenizer(render_chat_prompt(self.tm, messages), add_special_tokens=False).input_ids
 
     # ---- shared -------------------------------------------------------------------------
     async def _run(self, request: Request, body: dict, specs: list[RequestSpec], n: int,
@@ -387,6 +379,19 @@ def _completion_prompts(prompt: Any) -> list[str | list[int]]:
     if isinstance(prompt, list) and prompt and all(isinstance(p, str) or is_ids(p) for p in prompt):
         return list(prompt)
     raise ValueError("prompt must be a string, a list of strings, a list of token ids or a list of such lists")
+
+
+def render_chat_prompt(tm: TokenizerManager, messages: Any) -> str:
+    """The prompt text of chat `messages` (the chat template applied; the web view's
+    playground shows it too). ValueError for malformed messages."""
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages must be a non-empty list of {role, content} objects")
+    clean = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise ValueError(f"messages[{i}] must be an object with a string role")
+        clean.append({"role": m["role"], "content": _message_text(m.get("content"), i)})
+    return tm.render_chat(clean)
 
 
 def _message_text(content: Any, i: int) -> str:

@@ -29,6 +29,13 @@ from radixlm.runtime.http.openai_api import (
     SAMPLING_FIELDS,
 )
 from radixlm.runtime.http.request_fields import GENERATE_FIELDS, FieldPolicy
+from radixlm.runtime.http.web_view import (
+    MEDIA_TYPES,
+    PAGE_PATHS,
+    STATIC_FILES,
+    TOKEN_PIECES_RULES,
+    TREE_PARAMS,
+)
 from radixlm.runtime.sampling import sampling_params
 from radixlm.runtime.validation import Rule, Schema
 
@@ -53,7 +60,7 @@ def build_openapi(version: str, api_key: bool, max_body_size: int) -> dict:
         for path, item in spec["paths"].items():
             for op in item.values():
                 op["responses"]["401"] = _ref_response("Unauthorized")
-                if path in OPEN_PATHS:
+                if path in OPEN_PATHS or path in PAGE_PATHS:
                     op["security"] = []
                     del op["responses"]["401"]
     return spec
@@ -363,7 +370,79 @@ def _schemas() -> dict[str, Schema]:
         "ModelInfo": {"type": "object", "required": ["model_path"],
                       "properties": {"model_path": {"type": "string"}, "context_length": {"type": ["integer", "null"]}}},
         "ServerInfo": {"type": "object", "required": ["version"], "properties": {"version": {"type": "string"}}},
+        **_web_view_schemas(),
     }
+
+
+# ---- the web view (http/web_view.py) -------------------------------------------------------
+
+def _object(required: dict[str, Schema], **optional: Schema) -> Schema:
+    return {"type": "object", "required": sorted(required), "properties": {**required, **optional}}
+
+
+def _web_view_schemas() -> dict[str, Schema]:
+    count, number = _int(0), {"type": "number"}
+    node = _object({
+        "id": count, "parent": {"type": ["integer", "null"]}, "depth": count, "tokens": count,
+        "text": {"type": "string", "description": "the decoded start of the node's key segment"},
+        "text_is_prefix": {"type": "boolean"}, "lock_ref": count, "hits": count, "last_access_s": number,
+        "last_hit_s": {"type": ["number", "null"]}, "subtree_nodes": _int(1), "subtree_tokens": count,
+        "children": count, "hidden_nodes": count, "hidden_tokens": count,
+    })
+    tree = _object({
+        "radix_cache": {"type": "boolean"}, "start_id": count, "path": _list(count), "total_nodes": count,
+        "total_tokens": count, "evictable_tokens": count, "protected_tokens": count,
+        "truncated": {"type": "boolean"}, "took_s": number, "nodes": _list(_ref("CacheTreeNode"), min_items=1),
+    })
+    row = _object({
+        "rid": {"type": "string"}, "state": {"enum": ["grammar", "queued", "retracted", "running"]},
+        "prompt_tokens": count, "cached_tokens": count, "computed_tokens": count,
+        "constraint": {"type": ["string", "null"]}, "generated_tokens": count, "jump_forward_tokens": count,
+        "retractions": count, "age_s": number,
+    })
+    stats = _object({
+        "time_s": number, "running": count, "waiting": count, "grammar_pending": count, "kv_pool_size": count,
+        "kv_free": count, "kv_evictable": count, "kv_protected": count, "kv_held": count,
+        "counters": {"type": "object", "additionalProperties": count,
+                     "description": "cumulative: take differences between two polls for rates"},
+        "cache_hit_rate": number, "radix_cache": {"type": "boolean"}, "tree_nodes": count, "took_s": number,
+        "requests": _list(_ref("RequestRow")),
+    })
+    rules = _rule_schemas(TOKEN_PIECES_RULES)
+    pieces_request = {
+        "type": "object", "additionalProperties": False,
+        "oneOf": [{"required": ["text"]}, {"required": ["input_ids"]}, {"required": ["messages"]}],
+        "properties": {**rules, "messages": _list(_ref("ChatMessage"), min_items=1)},
+        "description": "one of text, input_ids, messages (chat messages, rendered with the chat template)",
+    }
+    pieces = _object({"input_ids": _list(count), "pieces": _list({"type": "string"}), "text": {"type": "string"}})
+    return {"CacheTreeNode": node, "CacheTree": tree, "RequestRow": row, "LiveStats": stats,
+            "TokenPiecesRequest": pieces_request, "TokenPieces": pieces}
+
+
+def _content_ok(media_type: str, description: str) -> Schema:
+    return {"description": description, "content": {media_type.split(";")[0]: {"schema": {"type": "string"}}}}
+
+
+def _web_view_paths() -> dict[str, Schema]:
+    params = [{"name": name, "in": "query", "required": False, "schema": rule.schema(),
+               "description": rule.description} for name, rule in TREE_PARAMS.items()]
+    tree = _get("A bounded snapshot of the radix tree (404: the start node was evicted)",
+                _json_ok(_ref("CacheTree")), "BadRequest", "NotFound")
+    tree["get"]["parameters"] = params
+    paths = {
+        "/": _get("The live view of the runtime (an HTML page; served without the API key)",
+                  _content_ok(MEDIA_TYPES[".html"], "The page")),
+        "/cache/tree": tree,
+        "/stats": _get("Counters, KV pool use and one row per request in the scheduler", _json_ok(_ref("LiveStats"))),
+        "/token_pieces": _post("A prompt's token ids and the text each one adds", "TokenPiecesRequest",
+                               _json_ok(_ref("TokenPieces"))),
+    }
+    for name in STATIC_FILES:
+        media = MEDIA_TYPES["." + name.rsplit(".", 1)[1]]
+        paths[f"/static/{name}"] = _get("A file of the live view's page (served without the API key)",
+                                        _content_ok(media, "The file"))
+    return paths
 
 
 # ---- paths --------------------------------------------------------------------------------
@@ -433,4 +512,4 @@ def _openai_paths() -> dict[str, Schema]:
 
 
 def _paths() -> dict[str, Schema]:
-    return {**_native_paths(), **_openai_paths()}
+    return {**_native_paths(), **_openai_paths(), **_web_view_paths()}

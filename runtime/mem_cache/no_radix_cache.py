@@ -38,6 +38,15 @@ class NoRadixCache:
         """Stores nothing and returns 0: the caller keeps (and must free) all its slots."""
         return 0
 
+    def record_hit(self, node: TreeNode) -> None:
+        pass
+
+    def node_by_id(self, node_id: int) -> TreeNode | None:
+        return self.root_node if node_id == self.root_node.id else None
+
+    def num_nodes(self) -> int:
+        return 0
+
     def inc_lock_ref(self, node: TreeNode) -> None:
         pass
 

@@ -16,6 +16,12 @@ scheduler keeps
 and the sizes here are counters kept up to date on every mutation (`check_invariants`
 recounts them by walking the tree).
 
+For observers (the web view's tree snapshot, mem_cache/tree_snapshot.py) every node also
+carries its subtree's node and token counts, kept up to date on every mutation by a walk to
+the root (O(depth), the length of a path the mutation walked anyway), so a bounded snapshot
+can say how much it left out without visiting it; a hit counter and the wall-clock times of
+its last access and last hit; and the cache maps node ids to nodes (`node_by_id`).
+
 The API is handle-based: `match_prefix` returns the deepest matched node, the caller locks
 it while the request runs and hands it back to `cache_finished` / `cache_unfinished`.
 `NoRadixCache` (no_radix_cache.py) has the same interface and caches nothing.
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import time
 from typing import NamedTuple
 
 import torch
@@ -39,7 +46,8 @@ class TreeNode:
     a node with `lock_ref == 0` has an entirely unlocked subtree.
     """
 
-    __slots__ = ("id", "key", "value", "children", "parent", "lock_ref", "last_access_time")
+    __slots__ = ("id", "key", "value", "children", "parent", "lock_ref", "last_access_time",
+                 "last_access_at", "hits", "last_hit_at", "subtree_nodes", "subtree_tokens")
 
     _ids = itertools.count()
 
@@ -57,6 +65,11 @@ class TreeNode:
         self.parent = parent
         self.lock_ref = 0
         self.last_access_time = last_access_time
+        self.last_access_at = time.monotonic()  # wall clock of the last access, for display
+        self.hits = 0  # admitted requests whose cache match passed through or ended here
+        self.last_hit_at = 0.0  # time.monotonic() of the last hit; 0.0: never hit
+        self.subtree_nodes = 1  # nodes in this subtree, this one included
+        self.subtree_tokens = len(key)  # tokens in this subtree, this node's key included
 
     def __repr__(self) -> str:
         return f"TreeNode(id={self.id}, len={len(self.key)}, lock_ref={self.lock_ref})"
@@ -101,6 +114,8 @@ class RadixCache:
         # Every non-root node without children. Eviction heaps the unlocked ones instead of
         # walking the whole tree.
         self._leaves: set[TreeNode] = set()
+        # Every node by id, so an observer can name a node across snapshots (root included).
+        self._nodes: dict[int, TreeNode] = {self.root_node.id: self.root_node}
 
     def _empty_slots(self) -> torch.Tensor:
         return torch.empty((0,), dtype=torch.int64, device=self.device)
@@ -121,6 +136,7 @@ class RadixCache:
         compute (for the logits), match `token_ids[:-1]`.
         """
         now = self._tick()
+        wall = time.monotonic()
         node = self.root_node
         matched: list[torch.Tensor] = []
         pos = 0
@@ -133,6 +149,7 @@ class RadixCache:
             if ends_inside:
                 child = self._split(child, n)
             child.last_access_time = now
+            child.last_access_at = wall
             matched.append(child.value)
             node = child
             pos += n
@@ -155,6 +172,7 @@ class RadixCache:
                 f"{slots.numel()} slots)"
             )
         now = self._tick()
+        wall = time.monotonic()
         node = self.root_node
         pos = 0
         while pos < len(token_ids):
@@ -166,6 +184,7 @@ class RadixCache:
             if n < len(child.key):
                 child = self._split(child, n)
             child.last_access_time = now
+            child.last_access_at = wall
             node = child
             pos += n
         return pos
@@ -177,13 +196,24 @@ class RadixCache:
         parent.children[key[0]] = leaf
         self._leaves.discard(parent)
         self._leaves.add(leaf)
+        self._nodes[leaf.id] = leaf
         self._evictable_size += len(key)
+        self._add_to_ancestors(parent, 1, len(key))
+
+    @staticmethod
+    def _add_to_ancestors(node: TreeNode | None, nodes: int, tokens: int) -> None:
+        """Add to the subtree counts of `node` and every node above it."""
+        while node is not None:
+            node.subtree_nodes += nodes
+            node.subtree_tokens += tokens
+            node = node.parent
 
     def _split(self, node: TreeNode, split_len: int) -> TreeNode:
         """Cut `node`'s key after `split_len` tokens; return the new upper node.
 
-        The upper node inherits `lock_ref` (every lock through `node` also passes through it)
-        and the access time, so sizes and LRU order are unchanged.
+        The upper node inherits `lock_ref` (every lock through `node` also passes through it),
+        the access times and the hits (every match through `node` passed through it), so
+        sizes and LRU order are unchanged.
         """
         upper = TreeNode(
             node.key[:split_len],
@@ -192,13 +222,41 @@ class RadixCache:
             last_access_time=node.last_access_time,
         )
         upper.lock_ref = node.lock_ref
+        upper.last_access_at = node.last_access_at
+        upper.hits = node.hits
+        upper.last_hit_at = node.last_hit_at
+        upper.subtree_nodes = node.subtree_nodes + 1
+        upper.subtree_tokens = node.subtree_tokens
         upper.children = {node.key[split_len]: node}
         assert node.parent is not None, "the root is never split"
         node.parent.children[node.key[0]] = upper
         node.key = node.key[split_len:]
         node.value = node.value[split_len:]
+        node.subtree_tokens -= split_len
         node.parent = upper
+        self._nodes[upper.id] = upper
+        self._add_to_ancestors(upper.parent, 1, 0)
         return upper
+
+    def record_hit(self, node: TreeNode) -> None:
+        """Count a request admitted with the match ending at `node`: one hit for it and every
+        node above it, stamped with the time (the web view highlights fresh hits). Called once
+        per admission, not per `match_prefix` (the scheduler re-matches waiting requests
+        every step)."""
+        now = time.monotonic()
+        while node is not self.root_node:
+            node.hits += 1
+            node.last_hit_at = now
+            assert node.parent is not None
+            node = node.parent
+
+    def node_by_id(self, node_id: int) -> TreeNode | None:
+        """The node with this id while it is in the tree (None once evicted or reset)."""
+        return self._nodes.get(node_id)
+
+    def num_nodes(self) -> int:
+        """Nodes in the tree, the root not counted."""
+        return self.root_node.subtree_nodes - 1
 
     # ------------------------------------------------------------------ locking
 
@@ -243,6 +301,9 @@ class RadixCache:
         heap = [(n.last_access_time, n.id, n) for n in self._leaves if n.lock_ref == 0]
         heapq.heapify(heap)
         freed: list[torch.Tensor] = []
+        # Subtree counts are settled once at the end: each surviving node gets what was removed
+        # below it, so evicting a whole branch walks to the root once, not once per node.
+        removed: dict[TreeNode, list[int]] = {}  # surviving node -> [nodes, tokens] gone below it
         num_evicted = 0
         while num_evicted < num_tokens and heap:
             _, _, node = heapq.heappop(heap)
@@ -250,6 +311,11 @@ class RadixCache:
             assert parent is not None
             del parent.children[node.key[0]]
             self._leaves.discard(node)
+            del self._nodes[node.id]
+            below = removed.pop(node, (0, 0))
+            gone = removed.setdefault(parent, [0, 0])
+            gone[0] += 1 + below[0]
+            gone[1] += len(node.key) + below[1]
             freed.append(node.value)
             num_evicted += len(node.key)
             self._evictable_size -= len(node.key)
@@ -257,6 +323,8 @@ class RadixCache:
                 self._leaves.add(parent)
                 if parent.lock_ref == 0:
                     heapq.heappush(heap, (parent.last_access_time, parent.id, parent))
+        for node, (nodes, tokens) in removed.items():
+            self._add_to_ancestors(node, -nodes, -tokens)
         if freed:
             # One concat into the free list instead of one per node.
             self.kv_pool.free(torch.cat(freed))
@@ -396,6 +464,18 @@ class RadixCache:
                 raise AssertionError(f"{node!r}: lock_ref below the sum of its children's")
         if leaves != self._leaves:
             raise AssertionError("leaf set out of date")
+        self._check_subtree_counts()
+
+    def _check_subtree_counts(self) -> None:
+        nodes = self._walk()
+        if {n.id: n for n in nodes} != self._nodes:
+            raise AssertionError("node id map out of date")
+        for node in reversed(nodes):  # children come after their parent in _walk's order
+            expected = (1 + sum(c.subtree_nodes for c in node.children.values()),
+                        len(node.key) + sum(c.subtree_tokens for c in node.children.values()))
+            if (node.subtree_nodes, node.subtree_tokens) != expected:
+                raise AssertionError(f"{node!r}: subtree counts {(node.subtree_nodes, node.subtree_tokens)} "
+                                     f"!= recount {expected}")
 
     def pretty_print(self) -> str:
         """The tree as indented text, one node per line (debug)."""

@@ -4,7 +4,8 @@ Shared by `runtime.Engine` and the server's TokenizerManager, so both return the
 (docs/wire-protocol.md B.5-B.7): `text` is the completion only; `meta_info` holds the counters,
 the finish reason and, when asked, logprob lists of [logprob | null, token_id, text | null].
 Streaming events carry cumulative text, *incremental* logprob lists and cumulative counters
-(B.6, the format SGLang's frontend needs).
+(B.6, the format SGLang's frontend needs); jump-forward positions are reported the same way
+(`jump_forward_positions` incremental in events, `jump_forward_tokens` cumulative).
 """
 
 from __future__ import annotations
@@ -30,12 +31,16 @@ class ResponseBuilder:
         self.input_top_logprobs: list | None = None
         self._new_lp: list = []
         self._new_top: list = []
+        self.jump_positions: list[int] = []  # output indices of jump-forwarded tokens
+        self._new_jump: list[int] = []
 
     def add(self, out: ReqTokenOutput, text: str) -> None:
         """Record one scheduler output and the cumulative visible text after it."""
         self.last = out
         self.output_ids.extend(out.new_token_ids)
         self.text = text
+        self.jump_positions += out.jump_forward_positions
+        self._new_jump += out.jump_forward_positions
         if self.return_logprob:
             lp = [self._entry(v, t) for v, t in out.output_token_logprobs]
             top = [self._top(x) for x in out.output_top_logprobs]
@@ -67,6 +72,8 @@ class ResponseBuilder:
             "completion_tokens": o.completion_tokens if o else 0,
             "cached_tokens": o.cached_tokens if o else 0,
             "num_retractions": o.num_retractions if o else 0,
+            "jump_forward_tokens": len(self.jump_positions),
+            "jump_forward_positions": self._new_jump if incremental else list(self.jump_positions),
         }
         if self.finished:
             meta["e2e_latency"] = time.monotonic() - self.start
@@ -87,5 +94,5 @@ class ResponseBuilder:
     def stream_event(self) -> dict[str, Any]:
         """One SSE event: cumulative text, logprob lists since the previous event."""
         event = {"text": self.text, "output_ids": list(self.output_ids), "meta_info": self._meta(True)}
-        self._new_lp, self._new_top = [], []
+        self._new_lp, self._new_top, self._new_jump = [], [], []
         return event

@@ -70,6 +70,9 @@ class ReqTokenOutput:
     completion_tokens: int
     cached_tokens: int
     num_retractions: int = 0
+    # indices in the request's output ids of this output's tokens that jump-forward appended
+    # (not sampled); the web view's playground marks them
+    jump_forward_positions: list[int] = field(default_factory=list)
     # logprob increments since the previous output for this request: (logprob | None, id)
     output_token_logprobs: list[tuple[float | None, int]] = field(default_factory=list)
     output_top_logprobs: list[list[tuple[float, int]] | None] = field(default_factory=list)

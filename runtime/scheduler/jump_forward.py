@@ -35,6 +35,8 @@ def jump_forward(req: Req, tokenizer, drafts: bool) -> list[int]:
         # can spare: decode it token by token under the budget mask instead.
         req.grammar.rollback(len(jf.token_ids))
         return []
+    start = len(req.output_ids)
+    req.jump_positions.extend(range(start, start + len(jf.token_ids)))
     req.output_ids.extend(jf.token_ids)
     req.draft_id = jf.draft_id
     req.jumped_tokens += len(jf.token_ids)

@@ -1,8 +1,9 @@
 """The ReqTokenOutput a request hands out after a step: new ids, counters, logprob increments.
 
 Each output carries only what is new since the request's previous one: the sampled and
-jumped ids of this step, the output logprobs not yet sent, and the prompt logprobs once,
-when the prompt has been processed (an empty list if the request ended before that).
+jumped ids of this step, the output positions of the jumped ones, the output logprobs not
+yet sent, and the prompt logprobs once, when the prompt has been processed (an empty list if
+the request ended before that).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ def build_output(req: Req, new_ids: list[int]) -> ReqTokenOutput:
         completion_tokens=len(req.output_ids),
         cached_tokens=req.cached_tokens,
         num_retractions=req.num_retractions,
+        jump_forward_positions=req.jump_positions[req.sent_jump_positions:],
     )
+    req.sent_jump_positions = len(req.jump_positions)
     if req.return_logprob:
         _add_logprobs(req, out)
     return out

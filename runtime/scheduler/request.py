@@ -52,6 +52,8 @@ class Req:
     # it there (Scheduler._settle_draft); otherwise its KV slot is given back.
     draft_id: int | None = None
     jumped_tokens: int = 0  # output tokens appended by jump-forward (not sampled)
+    jump_positions: list[int] = field(default_factory=list)  # their indices in output_ids
+    sent_jump_positions: int = 0  # entries already handed out in earlier outputs
     generator: torch.Generator | None = None  # per-request RNG when a seed is given
 
     # logprob accumulators: entries are (logprob | None, token_id)

@@ -43,7 +43,9 @@ class RequestKV:
         return slots
 
     def attach(self, req: Req, match) -> None:
-        """Give `req` a row holding its cache match (`match.node` already locked)."""
+        """Give `req` a row holding its cache match (`match.node` already locked); the match
+        counts as a hit of its path (RadixCache.record_hit)."""
+        self.cache.record_hit(match.node)
         req.req_pool_idx = self.req_pool.alloc()
         req.last_node = match.node
         req.prefix_len = len(match.slots)

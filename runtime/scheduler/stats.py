@@ -11,6 +11,10 @@ from radixlm.runtime.scheduler.batch import ScheduledBatch
 class SchedulerStats:
     steps: int = 0
     forward_tokens: int = 0
+    # forward_tokens split by row: one-token rows (decodes) and longer ones (prompt chunks,
+    # jump-forward extends); the web view shows their rates
+    decode_tokens: int = 0
+    extend_tokens: int = 0
     prompt_tokens: int = 0
     cached_tokens: int = 0
     retractions: int = 0
@@ -21,6 +25,9 @@ class SchedulerStats:
     def record_step(self, batch: ScheduledBatch) -> None:
         self.steps += 1
         self.forward_tokens += batch.num_tokens
+        decodes = batch.extend_lens.count(1)
+        self.decode_tokens += decodes
+        self.extend_tokens += batch.num_tokens - decodes
 
     @property
     def cache_hit_rate(self) -> float:

@@ -1,12 +1,13 @@
 """The messages between the server's three processes (launch.py wires the sockets).
 
 Producers and consumers:
-  TokenizedRequest (scheduler/io.py), AbortRequest, FlushCacheRequest, GetStateRequest
-                                             : tokenizer manager -> scheduler
+  TokenizedRequest (scheduler/io.py), AbortRequest, FlushCacheRequest, GetStateRequest,
+  CacheTreeRequest, LiveStatsRequest         : tokenizer manager -> scheduler
   DetokenizeParams, BatchTokenOut (of scheduler/io.py's ReqTokenOutput)
                                              : scheduler -> detokenizer
   BatchTextOut (of ReqTextOutput)            : detokenizer -> tokenizer manager
   ProcessReady / ProcessFailed / replies     : children -> tokenizer manager
+    (FlushCacheReply, SchedulerState, CacheTreeReply, LiveStats of scheduler/live_stats.py)
 Plain dataclasses, pickled over zmq ipc:// sockets by `ipc.py` (every endpoint is ours).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from radixlm.runtime.mem_cache.tree_snapshot import TreeQuery, TreeSnapshot
 from radixlm.runtime.sampling.sampling_params import SamplingParams
 from radixlm.runtime.scheduler.io import ReqTokenOutput
 
@@ -96,3 +98,19 @@ class SchedulerState:  # scheduler -> tokenizer manager, answers GetStateRequest
     cached_tokens: int
     cache_hit_rate: float
     retractions: int
+
+
+# The web view (http/web_view.py): answered between two steps, in order, like GetStateRequest.
+@dataclass
+class CacheTreeRequest:  # tokenizer manager -> scheduler
+    query: TreeQuery
+
+
+@dataclass
+class CacheTreeReply:  # scheduler -> tokenizer manager
+    snapshot: TreeSnapshot | None  # None: the query's start node is not in the tree
+
+
+@dataclass
+class LiveStatsRequest:  # tokenizer manager -> scheduler; answered with a LiveStats
+    pass

@@ -2,9 +2,13 @@
 
     recv (all pending; block only when idle) -> step() -> send BatchTokenOut
 
-In:  TokenizedRequest, AbortRequest, FlushCacheRequest, GetStateRequest  (from the main process)
+In:  TokenizedRequest, AbortRequest, FlushCacheRequest, GetStateRequest, CacheTreeRequest,
+     LiveStatsRequest                                                    (from the main process)
 Out: DetokenizeParams + BatchTokenOut  -> detokenizer
-     ProcessReady/ProcessFailed, FlushCacheReply, SchedulerState -> main process (in order)
+     ProcessReady/ProcessFailed, FlushCacheReply, SchedulerState, CacheTreeReply, LiveStats
+                                       -> main process (in order)
+The web view's two requests are answered between steps with bounded work (a tree snapshot
+of at most a few hundred nodes, at most 256 request rows): about a millisecond of stall.
 
 A request the scheduler rejects comes back as its one (failed) output, 400 or 500
 (`Scheduler.try_add_request`); an exception inside step() fails every in-flight request with
@@ -20,17 +24,22 @@ import traceback
 import zmq
 
 from radixlm.runtime.errors import RequestError
+from radixlm.runtime.mem_cache.tree_snapshot import take_snapshot
 from radixlm.runtime.scheduler.io import ReqTokenOutput, TokenizedRequest
+from radixlm.runtime.scheduler.live_stats import live_stats
 from radixlm.runtime.scheduler.scheduler import Scheduler
 from radixlm.runtime.server import ipc
 from radixlm.runtime.server.child_process import exit_now, parent_is_gone, setup_child
 from radixlm.runtime.server.messages import (
     AbortRequest,
     BatchTokenOut,
+    CacheTreeReply,
+    CacheTreeRequest,
     DetokenizeParams,
     FlushCacheReply,
     FlushCacheRequest,
     GetStateRequest,
+    LiveStatsRequest,
     ProcessFailed,
     ProcessReady,
     SchedulerState,
@@ -131,6 +140,10 @@ class SchedulerLoop:
             ipc.send(self.to_main, FlushCacheReply(self.scheduler.flush_cache()))
         elif isinstance(msg, GetStateRequest):
             ipc.send(self.to_main, scheduler_state(self.scheduler))
+        elif isinstance(msg, CacheTreeRequest):
+            ipc.send(self.to_main, CacheTreeReply(take_snapshot(self.scheduler.cache, msg.query)))
+        elif isinstance(msg, LiveStatsRequest):
+            ipc.send(self.to_main, live_stats(self.scheduler))
         else:
             logger.error("scheduler got an unknown message %r", type(msg).__name__)
 

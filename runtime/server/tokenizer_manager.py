@@ -28,16 +28,21 @@ import zmq.asyncio
 from radixlm.runtime.errors import RequestError
 from radixlm.runtime.http.generate_input import RequestSpec
 from radixlm.runtime.http.metrics import ServerMetrics
+from radixlm.runtime.mem_cache.tree_snapshot import TreeQuery, TreeSnapshot
 from radixlm.runtime.model.tokenizer import apply_chat_template, load_tokenizer
 from radixlm.runtime.output.response import ResponseBuilder
 from radixlm.runtime.scheduler.io import ReqTokenOutput, TokenizedRequest
+from radixlm.runtime.scheduler.live_stats import LiveStats
 from radixlm.runtime.server import ipc
 from radixlm.runtime.server.messages import (
     AbortRequest,
     BatchTextOut,
+    CacheTreeReply,
+    CacheTreeRequest,
     FlushCacheReply,
     FlushCacheRequest,
     GetStateRequest,
+    LiveStatsRequest,
     ProcessFailed,
     ProcessReady,
     ReqTextOutput,
@@ -97,6 +102,9 @@ class TokenizerManager:
         self._inbox = ipc.pull_socket(zmq.asyncio.Context.instance(), endpoints.tokenizer)
         self._flush_waiters: deque[asyncio.Future] = deque()
         self._state_waiters: deque[asyncio.Future] = deque()
+        self._tree_waiters: deque[asyncio.Future] = deque()
+        self._live_waiters: deque[asyncio.Future] = deque()
+        self._live_in_flight: asyncio.Future | None = None
         self._recv_task: asyncio.Task | None = None
         request_log.setLevel(logging.INFO if args.log_requests else logging.CRITICAL + 1)
 
@@ -184,6 +192,19 @@ class TokenizerManager:
         self.metrics.observe_scheduler(state)
         return state
 
+    async def cache_tree(self, query: TreeQuery, timeout: float = 10.0) -> TreeSnapshot | None:
+        """A bounded snapshot of the radix tree (None: the query's start node is gone)."""
+        reply = await self._ask(CacheTreeRequest(query), self._tree_waiters, timeout)
+        return reply.snapshot
+
+    async def live_stats(self, timeout: float = 10.0) -> LiveStats:
+        """The scheduler's counters and request rows. Callers that ask while a query is in
+        flight share its answer, so any number of open pages costs one query per step."""
+        if self._live_in_flight is None or self._live_in_flight.done():
+            self._live_in_flight = asyncio.ensure_future(
+                self._ask(LiveStatsRequest(), self._live_waiters, timeout))
+        return await asyncio.shield(self._live_in_flight)
+
     async def _ask(self, msg: object, waiters: deque, timeout: float):
         # Replies come back in request order on one socket, so a FIFO of futures matches them;
         # a timed-out future stays queued to absorb its late reply.
@@ -209,6 +230,10 @@ class TokenizerManager:
             _resolve(self._flush_waiters, msg.success)
         elif isinstance(msg, SchedulerState):
             _resolve(self._state_waiters, msg)
+        elif isinstance(msg, CacheTreeReply):
+            _resolve(self._tree_waiters, msg)
+        elif isinstance(msg, LiveStats):
+            _resolve(self._live_waiters, msg)
         elif isinstance(msg, ProcessFailed):
             logger.error("the %s process reported: %s", msg.process, msg.message)
 

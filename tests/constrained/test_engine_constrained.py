@@ -190,3 +190,18 @@ def test_schema_over_the_compile_cap_fails_only_its_own_request(tokenizer):
         out = e.generate("ok", {"max_new_tokens": 2})
         assert out["meta_info"]["completion_tokens"] == 2
         e.call_in_loop(lambda s: s.check_invariant())
+
+
+def test_outputs_name_the_positions_of_jumped_tokens(engine):
+    """`meta_info.jump_forward_positions` lists exactly the output tokens jump-forward
+    appended: those whose logprob is null (nothing sampled them). Stream events carry only
+    the positions new in each event, like the logprob lists."""
+    params = {"max_new_tokens": 12, "temperature": 0, "regex": "Answer: (yes|no)\\. Sure\\."}
+    out = engine.generate("Is the sky blue?", params, return_logprob=True)
+    meta = out["meta_info"]
+    unsampled = [i for i, (lp, *_) in enumerate(meta["output_token_logprobs"]) if lp is None]
+    assert meta["jump_forward_positions"] == unsampled and len(unsampled) >= 2
+    assert meta["jump_forward_tokens"] == len(unsampled)
+    events = list(engine.generate_stream("Is the sky blue?", params, return_logprob=True))
+    assert [p for e in events for p in e["meta_info"]["jump_forward_positions"]] == unsampled
+    assert events[-1]["meta_info"]["jump_forward_tokens"] == len(unsampled)

@@ -268,6 +268,14 @@ def test_stream_mode_text_iter_yields_deltas_and_meta_folds_empty_events(scripte
     assert "".join(state.text_iter()) == "X<gen 1>"
 
 
+def test_folded_stream_events_keep_every_jump_forward_position():
+    from radixlm.lang.stream_meta import merge_stream_events
+
+    events = [("", {"completion_tokens": 2, "jump_forward_positions": [0, 1]}),
+              ("ab", {"completion_tokens": 3, "jump_forward_positions": []})]
+    assert merge_stream_events(events) == ("ab", {"completion_tokens": 3, "jump_forward_positions": [0, 1]})
+
+
 def test_non_stream_text_iter_yields_the_final_value_once(scripted):
     @rl.function
     def prog(s):

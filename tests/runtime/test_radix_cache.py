@@ -414,6 +414,61 @@ def test_no_radix_cache_evicts_nothing_and_locks_are_no_ops():
     cache.reset()
 
 
+# ---------------------------------------------------------------- what observers read
+
+
+def test_subtree_counts_follow_inserts_splits_and_evictions():
+    cache, _ = make_cache()
+    insert_new(cache, [1, 2, 3, 4])
+    insert_new(cache, [1, 2, 5])  # splits [1, 2, 3, 4] into [1, 2] -> {[3, 4], [5]}
+    root = cache.root_node
+    assert (root.subtree_nodes, root.subtree_tokens) == (4, 5)  # root + 3 nodes, 5 tokens
+    upper = root.children[1]
+    assert (upper.subtree_nodes, upper.subtree_tokens) == (3, 5)
+    assert cache.num_nodes() == 3
+    cache.evict(1)  # the least recently used leaf, [3, 4]
+    assert (root.subtree_nodes, root.subtree_tokens) == (3, 3)
+    cache.check_invariants()  # recounts every node's subtree
+
+
+def test_a_hit_counts_on_the_matched_node_and_every_node_above_it():
+    cache, _ = make_cache()
+    insert_new(cache, [1, 2, 3, 4])
+    insert_new(cache, [1, 2, 5])
+    deep = cache.match_prefix([1, 2, 3, 4]).node
+    cache.record_hit(deep)
+    cache.record_hit(cache.match_prefix([1, 2, 5]).node)
+    upper = cache.root_node.children[1]
+    assert (upper.hits, deep.hits) == (2, 1)
+    assert upper.last_hit_at >= deep.last_hit_at > 0
+
+
+def test_matching_alone_is_not_a_hit():
+    cache, _ = make_cache()
+    insert_new(cache, [1, 2, 3])
+    node = cache.match_prefix([1, 2, 3]).node
+    assert node.hits == 0 and node.last_hit_at == 0.0
+
+
+def test_a_split_keeps_the_hits_on_both_halves():
+    cache, _ = make_cache()
+    insert_new(cache, [1, 2, 3, 4])
+    cache.record_hit(cache.match_prefix([1, 2, 3, 4]).node)
+    lower = cache.match_prefix([1, 2, 3, 4]).node
+    upper = cache.match_prefix([1, 2]).node  # splits
+    assert upper is not lower and upper.hits == lower.hits == 1
+
+
+def test_nodes_are_found_by_id_until_evicted():
+    cache, _ = make_cache()
+    insert_new(cache, [1, 2, 3])
+    node = cache.match_prefix([1, 2, 3]).node
+    assert cache.node_by_id(node.id) is node
+    cache.evict(3)
+    assert cache.node_by_id(node.id) is None
+    assert cache.node_by_id(cache.root_node.id) is cache.root_node
+
+
 # ---------------------------------------------------------------- randomized model check
 
 

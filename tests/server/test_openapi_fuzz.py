@@ -81,9 +81,10 @@ def test_openapi_json_is_a_valid_openapi_3_document(fuzzed):
 def test_every_route_is_described():
     from radixlm.runtime.http.native_api import NativeApi
     from radixlm.runtime.http.openai_api import openai_routes
+    from radixlm.runtime.http.web_view import web_view_routes
 
     args = ServerArgs()
-    routes = NativeApi(None, args).routes() + openai_routes(None, args)  # no handler runs
+    routes = NativeApi(None, args).routes() + openai_routes(None, args) + web_view_routes(None, args)  # no handler runs
     served = {(m.lower(), re.sub(r":\w+}", "}", r.path)) for r in routes for m in r.methods if m != "HEAD"}
     assert served == set(OPERATIONS)
 

@@ -5,7 +5,9 @@ neither the key nor prompts unless --log-requests.
 Decisions, documented here and in `runtime/http/common.py`:
   * open without the key: `/health`, `/ready` and `/health_generate` (probes from load
     balancers and orchestrators carry no secret; `/health_generate` runs a fixed one-token
-    prompt, so it exposes no input and no output). Everything else needs
+    prompt, so it exposes no input and no output), and the web view's page and its static
+    files (`web_view.PAGE_PATHS`: a browser cannot send a header when it navigates; they hold
+    no data, and the page sends the key on its data routes). Everything else needs
     `Authorization: Bearer <key>`, compared with `hmac.compare_digest` (constant time),
     checked before routing, so unknown routes do not reveal what exists either.
   * fields that name a file, URL, adapter or code to load (`model_path`, `tokenizer_path`,
@@ -27,6 +29,7 @@ import requests
 from radixlm.runtime.cli import build_parser
 from radixlm.runtime.http.common import OPEN_PATHS
 from radixlm.runtime.http.native_api import build_app
+from radixlm.runtime.http.web_view import PAGE_PATHS
 from radixlm.runtime.server.launch import exposure_warning
 from radixlm.runtime.server.server_process import ServerProcess
 from radixlm.runtime.server_args import ServerArgs
@@ -48,7 +51,7 @@ def all_routes() -> list[tuple[str, str]]:
 
 
 ROUTES = all_routes()
-GUARDED = [(m, p) for m, p in ROUTES if p not in HEALTH_CHECKS]
+GUARDED = [(m, p) for m, p in ROUTES if p not in HEALTH_CHECKS | PAGE_PATHS]
 
 
 def call(server, method: str, path: str, auth: str | None) -> requests.Response:
@@ -85,6 +88,11 @@ def test_every_route_works_with_the_right_key(server):
 def test_health_checks_need_no_key(server):
     for path in sorted(HEALTH_CHECKS):
         assert requests.get(server.url + path, timeout=60).status_code == 200, path
+
+
+def test_the_only_other_open_paths_are_the_pages_static_files():
+    assert {"/"} | {p for p in PAGE_PATHS if p.startswith("/static/")} == PAGE_PATHS
+    assert {m for m, p in ROUTES if p in PAGE_PATHS} <= {"GET", "HEAD"}
 
 
 def test_the_default_bind_address_is_loopback():
