@@ -7,7 +7,9 @@ on per-variable events (`get_var`) or on the `changed` condition (streaming iter
 
 Errors (A.6): an exception while executing a node is recorded for `error()`, warned about,
 and every pending variable is released; later nodes are skipped, so `sync()` never hangs and
-reading a missing variable raises a KeyError that names the original error.
+reading a missing variable raises a KeyError that names the original error. An exception
+of a streamed program body is queued behind the nodes the body submitted (`fail`), so what
+it appended before raising is still produced and streamed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import traceback
 import uuid
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from radixlm.lang.backend.base import BaseBackend, Prompt
 from radixlm.lang.chat_template import ChatTemplate
@@ -43,6 +45,12 @@ from radixlm.lang.ir import (
 )
 from radixlm.lang.reasoning import split_reasoning
 from radixlm.lang.stream_meta import merge_stream_events
+
+
+class _Failure(NamedTuple):
+    """Queued by `fail`: the program body's exception, recorded in order with its nodes."""
+
+    exc: BaseException
 
 
 class StreamExecutor:
@@ -103,6 +111,15 @@ class StreamExecutor:
         """Wait until every queued node has been executed (or skipped after an error)."""
         if self.use_thread:
             self.queue.join()
+
+    def fail(self, exc: BaseException) -> None:
+        """Fail the state once the nodes submitted so far have run (the program body raised):
+        the text the body appended before raising is still produced and streamed, in order.
+        Recording the error at once would make the worker skip nodes still queued."""
+        if self.use_thread:
+            self.queue.put(_Failure(exc))
+        else:
+            self.record_error(exc)
 
     def end(self) -> None:
         """No more nodes: the worker exits after the queue drains and the state is finished."""
@@ -212,7 +229,10 @@ class StreamExecutor:
             if expr is None:
                 self.queue.task_done()
                 break
-            self._run_node(expr)
+            if isinstance(expr, _Failure):
+                self.record_error(expr.exc)
+            else:
+                self._run_node(expr)
             self.queue.task_done()
             self._notify()
         self._finish()

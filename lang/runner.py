@@ -49,7 +49,7 @@ def _run_body(state: ProgramState, program: Any, func_args: tuple, func_kwargs: 
         if not record_errors:
             raise
         logger.exception("the program body of a streamed run raised")
-        state.stream_executor.record_error(exc)  # before end(): iterators then see the error
+        state.stream_executor.fail(exc)  # after the nodes it appended, before end()
     finally:
         state.stream_executor.end()
     if sync:
