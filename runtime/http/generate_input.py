@@ -4,15 +4,15 @@
     batch.specs                    # one RequestSpec per (prompt, sample), in response order
 
 A list `text` / 2-D `input_ids` is a batch; `n > 1` expands each prompt into n samples
-(prompt-major, as SGLang orders them). Per-item fields may be a scalar shared by the batch
-or a list with one entry per prompt. Unknown top-level keys are a 400 (request_fields.py:
+(prompt-major, as SGLang orders them), each with a seed of its own when the request has one
+(`SamplingParams.for_choice`). Per-item fields may be a scalar shared by the batch or a
+list with one entry per prompt. Unknown top-level keys are a 400 (request_fields.py:
 SGLang's other GenerateReqInput fields pass only when empty); unknown `sampling_params` keys
 are rejected by `SamplingParams.from_dict`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -74,7 +74,7 @@ def parse_generate(body: Any) -> GenerateBatch:
         for j in range(params[i].n):
             spec = RequestSpec(
                 rid=rids[i * n + j],
-                params=dataclasses.replace(params[i], n=1),
+                params=params[i].for_choice(j),
                 return_logprob=logprob[i],
                 logprob_start_len=start[i],
                 top_logprobs_num=top[i],

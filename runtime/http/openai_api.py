@@ -261,12 +261,12 @@ class OpenAIApi:
         n = _field(body, COMPLETION_RULES, "n", 1)
         logprobs = _field(body, COMPLETION_RULES, "logprobs")
         specs = [
-            RequestSpec(rid=uuid.uuid4().hex, params=params,
+            RequestSpec(rid=uuid.uuid4().hex, params=params.for_choice(j),
                         text=p if isinstance(p, str) else None,
                         input_ids=p if isinstance(p, list) else None,
                         return_logprob=logprobs is not None, top_logprobs_num=logprobs or 0,
                         return_text_in_logprobs=True, logprob_start_len=0 if echo else -1)
-            for p in prompts for _ in range(n)
+            for p in prompts for j in range(n)
         ]
         echoes = [self._prompt_text(p) for p in prompts for _ in range(n)] if echo else None
         return await self._run(request, body, specs, n, chat=False, echoes=echoes)
@@ -286,9 +286,10 @@ class OpenAIApi:
         n = _field(body, CHAT_RULES, "n", 1)
         want = _field(body, CHAT_RULES, "logprobs", False)
         top = _field(body, CHAT_RULES, "top_logprobs", 0)
-        specs = [RequestSpec(rid=uuid.uuid4().hex, params=params, input_ids=ids, return_logprob=want,
-                             top_logprobs_num=top if want else 0, return_text_in_logprobs=True)
-                 for _ in range(n)]
+        specs = [RequestSpec(rid=uuid.uuid4().hex, params=params.for_choice(j), input_ids=ids,
+                             return_logprob=want, top_logprobs_num=top if want else 0,
+                             return_text_in_logprobs=True)
+                 for j in range(n)]
         return await self._run(request, body, specs, n, chat=True)
 
     def _chat_prompt_ids(self, messages: Any) -> list[int]:

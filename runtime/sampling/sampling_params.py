@@ -13,6 +13,7 @@ the checks across fields are code in `validate`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -135,6 +136,14 @@ class SamplingParams:
             if not 0 <= int(k) < vocab_size:
                 raise ValueError(f"logit_bias token id {k} is outside the vocabulary (size {vocab_size})")
 
+    def for_choice(self, index: int) -> SamplingParams:
+        """The params of sample `index` of an `n`-sample request (both /generate and the OpenAI
+        routes expand n here): n = 1 and, with a seed, the seed `choice_seed(seed, index)`, so
+        the n samples differ yet each is reproducible (as OpenAI and vLLM do). Sample 0 keeps
+        the seed itself: an n = 1 request is unchanged."""
+        seed = None if self.sampling_seed is None else choice_seed(self.sampling_seed, index)
+        return dataclasses.replace(self, n=1, sampling_seed=seed)
+
     @property
     def is_greedy(self) -> bool:
         return self.temperature < GREEDY_TEMPERATURE or self.top_k == 1
@@ -188,6 +197,17 @@ FIELD_RULES: dict[str, Rule] = {
     "custom_params": Object(),
 }
 _FIELDS = {f.name: f for f in dataclasses.fields(SamplingParams)}
+
+
+def choice_seed(seed: int, index: int) -> int:
+    """The seed of choice `index` of a request seeded with `seed`: `seed` itself for choice 0,
+    else a 64-bit hash of (seed, index). A cryptographic hash rather than `seed + index`, so
+    that choice 1 of seed 7 is not choice 0 of seed 8; stable across runs and machines
+    (Python's own `hash` is salted per process)."""
+    if index == 0:
+        return seed
+    digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)  # int64, like every sampling_seed
 
 
 def _default(name: str) -> Any:

@@ -317,6 +317,36 @@ def test_abort_request_needs_a_rid_or_abort_all(server):
     assert server.post("/abort_request", {"rid": "unknown"}).json() == {"aborted": ["unknown"]}
 
 
+# ---- n > 1 with a seed (issue 22) --------------------------------------------------------
+
+def sample_texts(server, path: str, body: dict) -> list[str]:
+    resp = server.post(path, body)
+    assert resp.status_code == 200, resp.text
+    out = resp.json()
+    if path == "/generate":
+        return [r["text"] for r in out]
+    return [c["message"]["content"] if "message" in c else c["text"] for c in out["choices"]]
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/generate", {"text": "Once upon a time", "sampling_params": {"max_new_tokens": 8, "n": 3,
+                                                                   "sampling_seed": 7, "temperature": 1.0}}),
+    ("/v1/completions", {"prompt": "Once upon a time", "max_tokens": 8, "n": 3, "seed": 7, "temperature": 1.0}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 8,
+                              "n": 3, "seed": 7, "temperature": 1.0}),
+], ids=["generate", "completions", "chat"])
+def test_n_samples_with_a_seed_differ_and_are_reproducible(server, path, body):
+    """Issue 22: n identical samples. Choice i draws with a seed derived from (seed, i);
+    choice 0 keeps the seed, so it is what n = 1 answers."""
+    samples = sample_texts(server, path, body)
+    assert len(set(samples)) > 1, samples
+    assert sample_texts(server, path, body) == samples
+    single = {**body, "n": 1} if path != "/generate" else {**body, "sampling_params": {**body["sampling_params"], "n": 1}}
+    one = server.post(path, single).json()
+    first = one["text"] if path == "/generate" else sample_texts(server, path, single)[0]
+    assert first == samples[0]
+
+
 # ---- last: the server survived all of the above ------------------------------------------
 
 def test_server_still_generates_after_all_bad_input(server):
