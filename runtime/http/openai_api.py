@@ -49,20 +49,20 @@ SAMPLING_FIELDS = {
 }
 FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "abort"}
 # The routes' own fields (openapi_spec.py describes them from here; the SAMPLING_FIELDS are
-# SamplingParams'). Unlike the sampling parameters, these integers refuse 5.0, as they always have.
-_COMMON_RULES: dict[str, Rule] = {"n": Int(lo=1, hi=128, integral_float=False), "stream": Bool()}
+# SamplingParams').
+_COMMON_RULES: dict[str, Rule] = {"n": Int(lo=1, hi=128), "stream": Bool()}
 COMPLETION_RULES: dict[str, Rule] = {
     **_COMMON_RULES,
-    "max_tokens": Int(lo=0, integral_float=False, description="default 16; 0 only with echo (scores the prompt)"),
-    "logprobs": Int(lo=0, hi=20, integral_float=False),
+    "max_tokens": Int(lo=0, description="default 16; 0 only with echo (scores the prompt)"),
+    "logprobs": Int(lo=0, hi=20),
     "echo": Bool(description="prepend the prompt (and its logprobs)"),
 }
 CHAT_RULES: dict[str, Rule] = {
     **_COMMON_RULES,
-    "max_tokens": Int(lo=0, integral_float=False, description="default: as much as fits the context"),
-    "max_completion_tokens": Int(lo=0, integral_float=False, description="overrides max_tokens"),
+    "max_tokens": Int(lo=0, description="default: as much as fits the context"),
+    "max_completion_tokens": Int(lo=0, description="overrides max_tokens"),
     "logprobs": Bool(),
-    "top_logprobs": Int(lo=0, hi=20, integral_float=False),
+    "top_logprobs": Int(lo=0, hi=20),
 }
 _COMMON_FIELDS = {"n", "stream", "stream_options", "response_format", "tools", "tool_choice", *SAMPLING_FIELDS}
 COMPLETION_FIELDS = openai_policy(

@@ -79,12 +79,13 @@ class SamplingParams:
 
     def validate(self, names: Mapping[str, str] | None = None) -> None:
         """Check every field, ValueError naming the first bad one (as `names` calls it), and put
-        the wire protocol's loose forms into canonical ones: None -> the default, 5.0 -> 5, a bare
+        the wire protocol's loose forms into canonical ones: None -> the default, a bare
         stop string -> [it], top_k -1 or 0 -> all tokens, an empty constraint -> none, a
         json_schema object -> text."""
         names = names or {}
-        # Before the rules, as always: what equals -1 or 0 (0.0, -1.0, false) means all tokens.
-        if self.top_k in (-1, 0):
+        # Before the rules: -1 and 0 mean all tokens (the integers only: 0.0 and false are
+        # refused by the rule like any other non-integer).
+        if type(self.top_k) is int and self.top_k in (-1, 0):
             self.top_k = TOP_K_ALL
         for name, rule in FIELD_RULES.items():
             value = rule.check(names.get(name, name), getattr(self, name), _default(name))
@@ -174,7 +175,7 @@ FIELD_RULES: dict[str, Rule] = {
     "min_new_tokens": Int(lo=0, description="at most max_new_tokens"),
     "n": Int(lo=1, hi=128),
     "stop": ListOf(item=Str(min_len=1), max_items=MAX_STOP_STRINGS, bare=True),
-    "stop_token_ids": ListOf(item=Int(lo=0, integral_float=False,
+    "stop_token_ids": ListOf(item=Int(lo=0,
                                       description="a token id (< the vocabulary size)")),
     "stop_regex": ListOf(item=Str(max_bytes=MAX_STOP_REGEX_BYTES), max_items=MAX_STOP_STRINGS,
                          bare=True),

@@ -186,13 +186,19 @@ def test_nan_and_infinity_literals_are_400(server, literal):
     assert literal.lstrip(b"-").decode() in error_of(post_raw(server, "/v1/completions", raw), 400)
 
 
-def test_integral_floats_are_integers(server):
-    """JSON has one number type: 7.0 is 7 (a float seed once crashed the scheduler process)."""
-    sp = {"max_new_tokens": 2.0, "min_new_tokens": 1.0, "n": 1.0, "top_k": 5.0, "sampling_seed": 7.0,
-          "stream_interval": 1.0}
-    assert server.generate(gen({"sampling_params": sp}))["meta_info"]["completion_tokens"] == 2
-    chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, "seed": 1.0}
-    assert server.post("/v1/chat/completions", chat).status_code == 200
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/generate", gen({"sampling_params": {"max_new_tokens": 5.0}}), "max_new_tokens"),
+    ("/generate", gen({"sampling_params": {"sampling_seed": 7.0}}), "sampling_seed"),
+    ("/generate", gen({"sampling_params": {"top_k": 0.0}}), "top_k"),
+    ("/generate", gen({"top_logprobs_num": 2.0, "return_logprob": True}), "top_logprobs_num"),
+    ("/v1/completions", {"prompt": "hi", "max_tokens": 5.0}, "max_tokens"),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1, "seed": 1.0},
+     "seed"),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_an_integral_float_is_400_saying_to_send_the_integer(server, path, body, field):
+    """Every route refuses 5.0 for an integer field (issue 22: /generate took it, /v1 did not)."""
+    msg = error_of(server.post(path, body), 400)
+    assert msg.startswith(f"{field} must be an integer literal (got ") and "; send " in msg, msg
 
 
 NEGATIVE = [

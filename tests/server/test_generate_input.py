@@ -69,3 +69,7 @@ def test_n_samples_without_a_seed_stay_unseeded():
     batch = parse_generate({"text": "a", "sampling_params": {"n": 2}})
     assert [s.params.sampling_seed for s in batch.specs] == [None, None]
 
+
+def test_an_integral_float_is_refused_saying_to_send_the_integer():
+    with pytest.raises(ValueError, match=r"^max_new_tokens must be an integer literal \(got 5.0\); send 5$"):
+        parse_generate({"text": "a", "sampling_params": {"max_new_tokens": 5.0}})
