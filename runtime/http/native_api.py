@@ -4,13 +4,13 @@ routes from `openai_api.py`, behind the guard middleware (503 while starting, AP
     app = build_app(tm, args)          # tm: a TokenizerManager; served by launch.py on uvicorn
 
 Handlers parse and validate (ValueError -> 400), submit to the TokenizerManager, then either
-wait for the results or stream SSE events; they never block the event loop on the model.
+wait for the results or stream SSE events; they never block the event loop on the model,
+and scheduler facts come from the latest snapshot it pushed (/metrics, /server_info).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
 
@@ -94,10 +94,10 @@ class NativeApi:
         args = dataclasses.asdict(self.args)
         if args.get("api_key"):
             args["api_key"] = "<redacted>"
-        try:
-            internal = [dataclasses.asdict(await self.tm.get_state(timeout=10.0))]
-        except TimeoutError:
-            internal = []
+        # The latest snapshot the scheduler pushed: it never waits for a step in progress.
+        state = self.tm.scheduler_state
+        internal = [] if state is None else [{**dataclasses.asdict(state),
+                                              "snapshot_age_s": round(time.time() - state.taken_at, 3)}]
         return JSONResponse({
             **args,
             **{k: v for k, v in self.tm.scheduler_info.items() if k != "pid"},
@@ -160,9 +160,7 @@ class NativeApi:
         return JSONResponse(self.openapi_spec)
 
     async def metrics(self, request: Request) -> Response:
-        # Refresh the scheduler gauges; on a timeout serve the last known ones.
-        with contextlib.suppress(asyncio.TimeoutError):
-            await self.tm.get_state(timeout=5.0)
+        # The scheduler gauges are those of its latest pushed snapshot (never a wait on a step).
         return Response(self.tm.metrics.render(), media_type=CONTENT_TYPE)
 
     def routes(self) -> list[Route]:

@@ -26,7 +26,7 @@ import zmq
 @dataclass(frozen=True)
 class IpcEndpoints:
     folder: str
-    scheduler: str  # -> scheduler: TokenizedRequest, AbortRequest, FlushCacheRequest, GetStateRequest
+    scheduler: str  # -> scheduler: TokenizedRequest, AbortRequest, FlushCacheRequest
     detokenizer: str  # -> detokenizer: DetokenizeParams, BatchTokenOut
     tokenizer: str  # -> tokenizer manager: BatchTextOut, ProcessReady/Failed, replies
 

@@ -1,12 +1,13 @@
 """The messages between the server's three processes (launch.py wires the sockets).
 
 Producers and consumers:
-  TokenizedRequest (scheduler/io.py), AbortRequest, FlushCacheRequest, GetStateRequest
+  TokenizedRequest (scheduler/io.py), AbortRequest, FlushCacheRequest
                                              : tokenizer manager -> scheduler
   DetokenizeParams, BatchTokenOut (of scheduler/io.py's ReqTokenOutput)
                                              : scheduler -> detokenizer
   BatchTextOut (of ReqTextOutput)            : detokenizer -> tokenizer manager
   ProcessReady / ProcessFailed / replies     : children -> tokenizer manager
+  SchedulerState                             : scheduler -> tokenizer manager, pushed after steps
 Plain dataclasses, pickled over zmq ipc:// sockets by `ipc.py` (every endpoint is ours).
 """
 
@@ -75,12 +76,11 @@ class FlushCacheReply:  # scheduler -> tokenizer manager, answers FlushCacheRequ
 
 
 @dataclass
-class GetStateRequest:  # tokenizer manager -> scheduler
-    pass
+class SchedulerState:
+    """Scheduler -> tokenizer manager, pushed after steps (at most every 100 ms while busy, at
+    once when it turns idle: scheduler_process.StatePusher), served by /metrics and
+    /server_info without waiting for a step in progress."""
 
-
-@dataclass
-class SchedulerState:  # scheduler -> tokenizer manager, answers GetStateRequest in order
     running: int
     waiting: int
     kv_pool_size: int
@@ -96,3 +96,4 @@ class SchedulerState:  # scheduler -> tokenizer manager, answers GetStateRequest
     cached_tokens: int
     cache_hit_rate: float
     retractions: int
+    taken_at: float  # time.time() in the scheduler when the snapshot was taken

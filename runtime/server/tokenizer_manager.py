@@ -5,7 +5,7 @@
     state.builder.result()            # the SGLang-shaped response
 
 It owns one `ReqState` per unfinished request. A single receive task reads BatchTextOut from
-the detokenizer (and replies from the scheduler), feeds each request's ResponseBuilder,
+the detokenizer (and the scheduler's replies and state snapshots), feeds each request's ResponseBuilder,
 pushes stream events and wakes the waiting HTTP handler. A request stays registered until
 its final output arrives, so an abort (client disconnect) is counted when the scheduler
 confirms it and nothing leaks. Only the event-loop thread touches this object.
@@ -37,7 +37,6 @@ from radixlm.runtime.server.messages import (
     BatchTextOut,
     FlushCacheReply,
     FlushCacheRequest,
-    GetStateRequest,
     ProcessFailed,
     ProcessReady,
     ReqTextOutput,
@@ -92,11 +91,11 @@ class TokenizerManager:
         self.metrics = ServerMetrics()
         self.states: dict[str, ReqState] = {}
         self.scheduler_info: dict = {}
+        self.scheduler_state: SchedulerState | None = None  # the latest snapshot the scheduler pushed
         self.is_ready = False
         self._to_scheduler = ipc.push_socket(zmq.Context.instance(), endpoints.scheduler)
         self._inbox = ipc.pull_socket(zmq.asyncio.Context.instance(), endpoints.tokenizer)
         self._flush_waiters: deque[asyncio.Future] = deque()
-        self._state_waiters: deque[asyncio.Future] = deque()
         self._recv_task: asyncio.Task | None = None
         request_log.setLevel(logging.INFO if args.log_requests else logging.CRITICAL + 1)
 
@@ -115,6 +114,8 @@ class TokenizerManager:
                 if isinstance(msg, ProcessReady):
                     pending.discard(msg.process)
                     self.scheduler_info.update(msg.info)
+                else:  # the scheduler's first state snapshot may come before the detokenizer is ready
+                    self._dispatch(msg)
             elif (why := dead_child()) is not None:
                 raise StartupError(why)
         self.is_ready = True
@@ -179,11 +180,6 @@ class TokenizerManager:
     async def flush_cache(self, timeout: float = 10.0) -> bool:
         return await self._ask(FlushCacheRequest(), self._flush_waiters, timeout)
 
-    async def get_state(self, timeout: float = 10.0) -> SchedulerState:
-        state = await self._ask(GetStateRequest(), self._state_waiters, timeout)
-        self.metrics.observe_scheduler(state)
-        return state
-
     async def _ask(self, msg: object, waiters: deque, timeout: float):
         # Replies come back in request order on one socket, so a FIFO of futures matches them;
         # a timed-out future stays queued to absorb its late reply.
@@ -207,8 +203,9 @@ class TokenizerManager:
                 self._on_output(o)
         elif isinstance(msg, FlushCacheReply):
             _resolve(self._flush_waiters, msg.success)
-        elif isinstance(msg, SchedulerState):
-            _resolve(self._state_waiters, msg)
+        elif isinstance(msg, SchedulerState):  # pushed after steps (scheduler_process.StatePusher)
+            self.scheduler_state = msg
+            self.metrics.observe_scheduler(msg)
         elif isinstance(msg, ProcessFailed):
             logger.error("the %s process reported: %s", msg.process, msg.message)
 
