@@ -5,14 +5,18 @@ routes from `openai_api.py`, behind the guard middleware (503 while starting, AP
 
 Handlers parse and validate (ValueError -> 400), submit to the TokenizerManager, then either
 wait for the results or stream SSE events; they never block the event loop on the model,
-and scheduler facts come from the latest snapshot it pushed (/metrics, /server_info).
+nor on a large body (parsing and tokenizing it run in the tokenizer pool's worker), and
+scheduler facts come from the latest snapshot it pushed (/metrics, /server_info).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
+from collections.abc import Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -22,7 +26,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from radixlm.runtime.errors import RequestError
-from radixlm.runtime.http.common import GuardMiddleware, handle_http_error, read_json
+from radixlm.runtime.http.common import (
+    INLINE_JSON_BYTES,
+    GuardMiddleware,
+    handle_http_error,
+    read_json,
+)
 from radixlm.runtime.http.generate_input import RequestSpec, parse_generate
 from radixlm.runtime.http.metrics import CONTENT_TYPE
 from radixlm.runtime.http.model_info import frontend_model_path, served_model_name
@@ -31,6 +40,7 @@ from radixlm.runtime.http.openapi_spec import build_openapi
 from radixlm.runtime.http.request_lifecycle import collect, raise_first_error, stream_response
 from radixlm.runtime.sampling.sampling_params import SamplingParams
 from radixlm.runtime.server.tokenizer_manager import TokenizerManager
+from radixlm.runtime.server.tokenizer_pool import INLINE_CHARS
 from radixlm.runtime.server_args import ServerArgs
 
 VERSION = "0.1.0"
@@ -57,11 +67,12 @@ class NativeApi:
         self.started = time.time()
         self.openapi_spec = build_openapi(VERSION, api_key=bool(args.api_key), max_body_size=args.max_body_size)
 
-    async def body(self, request: Request):
-        return await read_json(request, self.args.max_body_size)
+    async def body(self, request: Request, then: Callable[[Any], Any] | None = None,
+                   inline_bytes: int = INLINE_JSON_BYTES) -> Any:
+        return await read_json(request, self.args.max_body_size, self.tm.pool.run, then, inline_bytes)
 
     async def generate(self, request: Request) -> Response:
-        batch = parse_generate(await self.body(request))
+        batch = await self.body(request, parse_generate)
         if batch.stream:
             return await stream_response(self.tm, batch.specs, lambda _: NativeRenderer(batch.is_batch))
         states = await collect(request, self.tm, batch.specs)
@@ -119,7 +130,7 @@ class NativeApi:
     async def health_generate(self, request: Request) -> Response:
         spec = RequestSpec(rid=f"health-{time.monotonic_ns()}", text="hi",
                            params=SamplingParams.from_dict({"max_new_tokens": 1, "temperature": 0}))
-        states = self.tm.submit_all([spec])
+        states = await self.tm.submit_all([spec])
         try:
             await asyncio.wait_for(states[0].done.wait(), HEALTH_GENERATE_TIMEOUT)
         except TimeoutError:
@@ -148,13 +159,21 @@ class NativeApi:
         return JSONResponse({"success": True})
 
     async def encode(self, request: Request) -> Response:
-        body = await self.body(request)
+        # Tokenizing (and rendering the ids of) a long text runs in the pool's worker.
+        payload = await self.body(request, self._encoded, inline_bytes=INLINE_CHARS)
+        return Response(payload, media_type="application/json")
+
+    def _encoded(self, body: Any) -> bytes:
+        """The /encode answer as JSON bytes, as JSONResponse would render it. A text longer than
+        any prompt could be is refused (TokenizerPool.check_text_length)."""
         text = body.get("text") if isinstance(body, dict) else None
         if isinstance(text, str):
-            return JSONResponse({"input_ids": self.tm.tokenizer(text).input_ids})
-        if isinstance(text, list) and all(isinstance(t, str) for t in text):
-            return JSONResponse({"input_ids": [self.tm.tokenizer(t).input_ids for t in text]})
-        raise ValueError("text must be a string or a list of strings")
+            ids: list = self.tm.pool.token_ids(text)
+        elif isinstance(text, list) and all(isinstance(t, str) for t in text):
+            ids = [self.tm.pool.token_ids(t) for t in text]
+        else:
+            raise ValueError("text must be a string or a list of strings")
+        return json.dumps({"input_ids": ids}, separators=(",", ":")).encode()
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(self.openapi_spec)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,6 +32,7 @@ from radixlm.runtime.http.request_fields import FieldPolicy, check_fields, opena
 from radixlm.runtime.http.request_lifecycle import collect, stream_response
 from radixlm.runtime.sampling.sampling_params import SamplingParams
 from radixlm.runtime.server.tokenizer_manager import ReqState, TokenizerManager
+from radixlm.runtime.server.tokenizer_pool import INLINE_CHARS
 from radixlm.runtime.server_args import ServerArgs
 from radixlm.runtime.validation import Bool, Int, Rule
 
@@ -125,6 +127,13 @@ def _max_tokens(body: dict, rules: dict[str, Rule], names: tuple[str, ...]) -> t
         if (v := _field(body, rules, name)) is not None:
             return v, name
     return None, names[-1]
+
+
+def _streaming(body: dict) -> tuple[bool, bool]:
+    """(stream, include_usage)."""
+    stream = _field(body, _COMMON_RULES, "stream", False)
+    opts = body.get("stream_options") or {}
+    return stream, bool(opts.get("include_usage")) if isinstance(opts, dict) else False
 
 
 def _finish(meta: dict) -> tuple[str | None, Any]:
@@ -234,6 +243,17 @@ class _StreamRenderer:
                  "choices": [], "usage": _usage(self.states, self.n)}]
 
 
+class _Call(NamedTuple):
+    """One OpenAI call, parsed: the specs to run and how to answer."""
+
+    specs: list[RequestSpec]
+    n: int
+    chat: bool
+    stream: bool
+    include_usage: bool
+    echoes: list[str] | None = None  # completions with echo: each spec's prompt text
+
+
 class OpenAIApi:
     def __init__(self, tm: TokenizerManager, args: ServerArgs) -> None:
         self.tm = tm
@@ -241,8 +261,12 @@ class OpenAIApi:
         self.model_name = served_model_name(args)
         self.created = int(time.time())
 
-    async def _body(self, request: Request, fields: FieldPolicy) -> dict:
-        body = await read_json(request, self.args.max_body_size)
+    async def _parsed(self, request: Request, build: Callable[[dict], _Call]) -> _Call:
+        """The call `build` makes of the body. Over INLINE_CHARS bytes, decoding, checking,
+        templating and tokenizing the prompt all run in the tokenizer pool's worker."""
+        return await read_json(request, self.args.max_body_size, self.tm.pool.run, build, INLINE_CHARS)
+
+    def _checked(self, body: Any, fields: FieldPolicy) -> dict:
         if not isinstance(body, dict):
             raise ValueError("the request body must be a JSON object")
         check_fields(body, fields)
@@ -251,7 +275,10 @@ class OpenAIApi:
 
     # ---- completions --------------------------------------------------------------------
     async def completions(self, request: Request) -> Response:
-        body = await self._body(request, COMPLETION_FIELDS)
+        return await self._run(request, await self._parsed(request, self._completion_call))
+
+    def _completion_call(self, body: Any) -> _Call:
+        body = self._checked(body, COMPLETION_FIELDS)
         prompts = _completion_prompts(body.get("prompt"))
         echo = _field(body, COMPLETION_RULES, "echo", False)
         max_tokens, name = _max_tokens(body, COMPLETION_RULES, ("max_tokens",))
@@ -269,54 +296,44 @@ class OpenAIApi:
             for p in prompts for j in range(n)
         ]
         echoes = [self._prompt_text(p) for p in prompts for _ in range(n)] if echo else None
-        return await self._run(request, body, specs, n, chat=False, echoes=echoes)
+        return _Call(specs, n, False, *_streaming(body), echoes=echoes)
 
     def _prompt_text(self, prompt: str | list[int]) -> str:
         return prompt if isinstance(prompt, str) else self.tm.tokenizer.decode(prompt)
 
     # ---- chat ---------------------------------------------------------------------------
     async def chat_completions(self, request: Request) -> Response:
-        body = await self._body(request, CHAT_FIELDS)
-        ids = self._chat_prompt_ids(body.get("messages"))
+        return await self._run(request, await self._parsed(request, self._chat_call))
+
+    def _chat_call(self, body: Any) -> _Call:
+        body = self._checked(body, CHAT_FIELDS)
         max_tokens, name = _max_tokens(body, CHAT_RULES, ("max_completion_tokens", "max_tokens"))
+        want = _field(body, CHAT_RULES, "logprobs", False)
+        top = _field(body, CHAT_RULES, "top_logprobs", 0)
+        n = _field(body, CHAT_RULES, "n", 1)
+        streaming = _streaming(body)  # before the prompt: a bad field is refused before tokenizing
+        text = self.tm.render_chat(_chat_messages(body.get("messages")))
+        ids = self.tm.pool.token_ids(text, add_special_tokens=False)
         if max_tokens is None:  # as much as fits, like OpenAI (bounded by the context and the pool)
             room = min(self.tm.scheduler_info.get("context_len", 0), self.tm.scheduler_info.get("kv_pool_size", 0))
             max_tokens = max(room - len(ids), 1)
         params = _sampling_params(body, max_tokens, name)
-        n = _field(body, CHAT_RULES, "n", 1)
-        want = _field(body, CHAT_RULES, "logprobs", False)
-        top = _field(body, CHAT_RULES, "top_logprobs", 0)
         specs = [RequestSpec(rid=uuid.uuid4().hex, params=params.for_choice(j), input_ids=ids,
                              return_logprob=want, top_logprobs_num=top if want else 0,
                              return_text_in_logprobs=True)
                  for j in range(n)]
-        return await self._run(request, body, specs, n, chat=True)
-
-    def _chat_prompt_ids(self, messages: Any) -> list[int]:
-        if not isinstance(messages, list) or not messages:
-            raise ValueError("messages must be a non-empty list of {role, content} objects")
-        clean = []
-        for i, m in enumerate(messages):
-            if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-                raise ValueError(f"messages[{i}] must be an object with a string role")
-            clean.append({"role": m["role"], "content": _message_text(m.get("content"), i)})
-        text = self.tm.render_chat(clean)
-        return self.tm.tokenizer(text, add_special_tokens=False).input_ids
+        return _Call(specs, n, True, *streaming)
 
     # ---- shared -------------------------------------------------------------------------
-    async def _run(self, request: Request, body: dict, specs: list[RequestSpec], n: int,
-                   chat: bool, echoes: list[str] | None = None) -> Response:
-        stream = _field(body, _COMMON_RULES, "stream", False)
-        want_logprobs = specs[0].return_logprob
-        if stream:
-            opts = body.get("stream_options") or {}
-            include_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
-            return await stream_response(self.tm, specs, lambda states: _StreamRenderer(
-                self, states, n, chat, include_usage, want_logprobs, echoes))
-        states = await collect(request, self.tm, specs)
+    async def _run(self, request: Request, call: _Call) -> Response:
+        want_logprobs = call.specs[0].return_logprob
+        if call.stream:
+            return await stream_response(self.tm, call.specs, lambda states: _StreamRenderer(
+                self, states, call.n, call.chat, call.include_usage, want_logprobs, call.echoes))
+        states = await collect(request, self.tm, call.specs)
         if states is None:
             return Response(status_code=499)
-        return JSONResponse(self._response(states, n, chat, want_logprobs, echoes))
+        return JSONResponse(self._response(states, call.n, call.chat, want_logprobs, call.echoes))
 
     def _response(self, states: list[ReqState], n: int, chat: bool, want_logprobs: bool,
                   echoes: list[str] | None) -> dict:
@@ -370,6 +387,17 @@ def _completion_prompts(prompt: Any) -> list[str | list[int]]:
     if isinstance(prompt, list) and prompt and all(isinstance(p, str) or is_ids(p) for p in prompt):
         return list(prompt)
     raise ValueError("prompt must be a string, a list of strings, a list of token ids or a list of such lists")
+
+
+def _chat_messages(messages: Any) -> list[dict]:
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages must be a non-empty list of {role, content} objects")
+    clean = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise ValueError(f"messages[{i}] must be an object with a string role")
+        clean.append({"role": m["role"], "content": _message_text(m.get("content"), i)})
+    return clean
 
 
 def _message_text(content: Any, i: int) -> str:

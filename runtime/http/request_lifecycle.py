@@ -58,7 +58,7 @@ async def _all_done(states: list[ReqState]) -> None:
 async def collect(request: Request, tm: TokenizerManager, specs: list[RequestSpec]) -> list[ReqState] | None:
     """Submit `specs` and wait for all of them: their states, or None if the client left
     (they are aborted). Raises the first request's error, if one failed."""
-    states = tm.submit_all(specs)
+    states = await tm.submit_all(specs)
     if not await wait_all(request, tm, states):
         return None
     raise_first_error(states)
@@ -70,7 +70,7 @@ async def stream_response(tm: TokenizerManager, specs: list[RequestSpec],
     """Submit `specs` as one SSE stream. A request rejected before its first event makes the
     whole call fail with its status (nothing has been sent yet), aborting the others."""
     sink: asyncio.Queue = asyncio.Queue()
-    states = tm.submit_all(specs, sink)
+    states = await tm.submit_all(specs, sink)
     try:
         first = await first_event(sink)
     except BaseException:

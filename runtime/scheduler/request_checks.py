@@ -3,7 +3,8 @@
 Everything about a request's own fields is checked when its SamplingParams are built (the
 HTTP routes and the Engine do that before it reaches the scheduler); these need the model's
 vocabulary and context length and the pool's size. A failure is a `ValueError` whose
-message says what to change; the scheduler answers it as a 400.
+message says what to change; the scheduler answers it as a 400. The server's tokenizer
+manager runs them first, before a prompt crosses the IPC (server/tokenizer_pool.py).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ MAX_TOP_LOGPROBS = 20
 
 
 def check_request(tr: TokenizedRequest, vocab_size: int, context_len: int, pool_size: int) -> None:
+    """The O(1) checks first, then those that scan the prompt (a prompt far over the context
+    is refused without reading it)."""
     n = len(tr.input_ids)
     if n == 0:
         raise ValueError("the prompt is empty: send at least one token of text or input_ids")
-    if any(not 0 <= t < vocab_size for t in tr.input_ids):
-        raise ValueError(f"input_ids must be token ids in [0, {vocab_size})")
     max_new = tr.sampling_params.max_new_tokens
     if n + max_new > context_len:
         raise ValueError(
@@ -34,6 +35,8 @@ def check_request(tr: TokenizedRequest, vocab_size: int, context_len: int, pool_
         raise ValueError(f"logprob_start_len ({tr.logprob_start_len}) must be < the prompt length ({n})")
     if not 0 <= tr.top_logprobs_num <= MAX_TOP_LOGPROBS:
         raise ValueError(f"top_logprobs_num must be in [0, {MAX_TOP_LOGPROBS}] (got {tr.top_logprobs_num})")
+    if any(not 0 <= t < vocab_size for t in tr.input_ids):
+        raise ValueError(f"input_ids must be token ids in [0, {vocab_size})")
     tr.sampling_params.check_vocab(vocab_size)
     constraint = tr.sampling_params.constraint
     if constraint is not None and constraint[0] not in ("regex", "json_schema", "choices"):

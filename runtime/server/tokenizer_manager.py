@@ -1,14 +1,15 @@
 """TokenizerManager: the main process's side of the pipeline (asyncio).
 
-    state = tm.submit(spec, sink)     # tokenize, send a TokenizedRequest to the scheduler
-    await state.done.wait()           # or read stream events from `sink`
-    state.builder.result()            # the SGLang-shaped response
+    [state] = await tm.submit_all([spec], sink)  # tokenize, send TokenizedRequests to the scheduler
+    await state.done.wait()                       # or read stream events from `sink`
+    state.builder.result()                        # the SGLang-shaped response
 
 It owns one `ReqState` per unfinished request. A single receive task reads BatchTextOut from
-the detokenizer (and the scheduler's replies and state snapshots), feeds each request's ResponseBuilder,
-pushes stream events and wakes the waiting HTTP handler. A request stays registered until
-its final output arrives, so an abort (client disconnect) is counted when the scheduler
-confirms it and nothing leaks. Only the event-loop thread touches this object.
+the detokenizer (and the scheduler's replies and state snapshots), feeds each request's
+ResponseBuilder, pushes stream events and wakes the waiting HTTP handler. A request stays
+registered until its final output arrives, so an abort (client disconnect) is counted when
+the scheduler confirms it and nothing leaks. Only the event-loop thread touches this object;
+work that grows with a request's size runs in `pool` (server/tokenizer_pool.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from radixlm.runtime.http.generate_input import RequestSpec
 from radixlm.runtime.http.metrics import ServerMetrics
 from radixlm.runtime.model.tokenizer import apply_chat_template, load_tokenizer
 from radixlm.runtime.output.response import ResponseBuilder
-from radixlm.runtime.scheduler.io import ReqTokenOutput, TokenizedRequest
+from radixlm.runtime.scheduler.io import ReqTokenOutput
 from radixlm.runtime.server import ipc
 from radixlm.runtime.server.messages import (
     AbortRequest,
@@ -42,6 +43,7 @@ from radixlm.runtime.server.messages import (
     ReqTextOutput,
     SchedulerState,
 )
+from radixlm.runtime.server.tokenizer_pool import RequestLimits, TokenizerPool
 from radixlm.runtime.server_args import ServerArgs
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,7 @@ class TokenizerManager:
         self.states: dict[str, ReqState] = {}
         self.scheduler_info: dict = {}
         self.scheduler_state: SchedulerState | None = None  # the latest snapshot the scheduler pushed
+        self.pool: TokenizerPool | None = None  # built once the scheduler's limits are known
         self.is_ready = False
         self._to_scheduler = ipc.push_socket(zmq.Context.instance(), endpoints.scheduler)
         self._inbox = ipc.pull_socket(zmq.asyncio.Context.instance(), endpoints.tokenizer)
@@ -118,46 +121,47 @@ class TokenizerManager:
                     self._dispatch(msg)
             elif (why := dead_child()) is not None:
                 raise StartupError(why)
+        self.pool = TokenizerPool(self.tokenizer, RequestLimits.of(self.scheduler_info))
         self.is_ready = True
         self._recv_task = asyncio.create_task(self._receive_loop())
         return self.scheduler_info
 
     # ---- requests -----------------------------------------------------------------------
-    def tokenize(self, spec: RequestSpec) -> list[int]:
-        if spec.input_ids is not None:
-            return spec.input_ids
-        return self.tokenizer(spec.text, add_special_tokens=spec.add_special_tokens).input_ids
-
     def render_chat(self, messages: list[dict]) -> str:
         return apply_chat_template(self.tokenizer, messages, chat_template=self.chat_template)
 
-    def submit_all(self, specs: list[RequestSpec], sink: asyncio.Queue | None = None) -> list[ReqState]:
-        """Tokenize and check every spec first (ValueError -> 400), then send them all."""
+    async def submit_all(self, specs: list[RequestSpec], sink: asyncio.Queue | None = None) -> list[ReqState]:
+        """Tokenize and check every spec first (ValueError -> 400), then send them all. The
+        checks of capacity and rids run again after tokenizing: other calls may have been
+        admitted while this one was in the worker. Nothing is registered before the last
+        await, so a caller cancelled meanwhile (its client left) leaves nothing behind."""
+        self._check_admissible(specs)
+        prepared = await self.pool.prepare(specs, stream=sink is not None)
+        self._check_admissible(specs)
+        states = []
+        for i, (spec, (tr, payload)) in enumerate(zip(specs, prepared, strict=True)):
+            state = ReqState(spec, self.tokenizer, sink, i)
+            self.states[spec.rid] = state
+            request_log.info("receive %s: %r params=%s", spec.rid,
+                             spec.text if spec.text is not None else tr.input_ids, spec.params)
+            ipc.send_bytes(self._to_scheduler, payload)
+            states.append(state)
+        return states
+
+    def _check_admissible(self, specs: list[RequestSpec]) -> None:
+        """503 + Retry-After while the server is not ready or its queue is full; 400 for a rid in use."""
         if not self.is_ready:
             raise RequestError.unavailable("the server is not ready")
-        if len(self.states) + len(specs) > self.args.max_queued_requests:
+        limit, count = self.args.max_queued_requests, len(specs)
+        if len(self.states) + count > limit:
             raise RequestError.unavailable(
                 f"too many requests in flight ({len(self.states)}; --max-queued-requests "
-                f"{self.args.max_queued_requests}); retry later"
-            )
-        tokenized, seen = [], set()
+                f"{limit}); retry later")
+        seen = set()
         for spec in specs:
             if spec.rid in self.states or spec.rid in seen:
                 raise ValueError(f"rid {spec.rid!r} is already in use by another request")
             seen.add(spec.rid)
-            tokenized.append(self.tokenize(spec))
-        states = []
-        for i, (spec, ids) in enumerate(zip(specs, tokenized, strict=True)):
-            state = ReqState(spec, self.tokenizer, sink, i)
-            self.states[spec.rid] = state
-            request_log.info("receive %s: %r params=%s", spec.rid,
-                             spec.text if spec.text is not None else ids, spec.params)
-            ipc.send(self._to_scheduler, TokenizedRequest(
-                spec.rid, ids, spec.params, spec.return_logprob, spec.logprob_start_len,
-                spec.top_logprobs_num, stream=sink is not None,
-            ))
-            states.append(state)
-        return states
 
     def abort(self, rid: str, message: str = "aborted by the client") -> None:
         """Ask the scheduler to stop `rid`; its final (abort) output unregisters it."""

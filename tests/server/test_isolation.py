@@ -1,0 +1,161 @@
+"""One request cannot hurt the others (issue 22): the event loop stays free while big bodies
+are parsed and tokenized, and /metrics and /server_info never wait for a step.
+
+A server of its own: the session server's 64 KiB body limit would refuse the 15 MB bodies,
+and a small prefill chunk makes "within one chunk" a count of steps. Each bound is stated
+where it is asserted; the measured values are in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlparse
+
+import pytest
+import requests
+
+from .conftest import start_server
+
+CHUNK = 256  # --chunked-prefill-size: a 4,000-token prompt is 16 chunks, ~2-5 s each here
+LONG_PROMPT = 4000  # tokens
+PROBE_BOUND_S = 0.1  # /health (and /metrics, /server_info) under any load
+ONE_TOKEN_BOUND_S = 2.0  # a concurrent 1-token request while a big body is refused
+REFUSAL_BOUND_S = 10.0  # a 15 MB body is answered (refused) within this
+TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="module")
+def url() -> str:
+    with start_server("--chunked-prefill-size", str(CHUNK)) as server:
+        yield server.url
+
+
+def state(url: str) -> dict:
+    return requests.get(url + "/get_server_info", timeout=TIMEOUT_S).json()["internal_states"][0]
+
+
+def wait_for(url: str, done, timeout: float) -> tuple[dict, float]:
+    """Poll the scheduler's state every 20 ms until `done(state)`: (that state, seconds waited)."""
+    start = time.monotonic()
+    while not done(s := state(url)):
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not reached within {timeout:.1f} s: {s}")
+        time.sleep(0.02)
+    return s, time.monotonic() - start
+
+
+def idle(s: dict) -> bool:
+    return s["running"] == 0 and s["waiting"] == 0 and s["kv_held"] == 0
+
+
+def long_prompt(seed: int) -> list[int]:
+    """Token ids no other test sends (a radix-cache hit would skip the prefill)."""
+    rng = random.Random(seed)
+    return [rng.randrange(1000, 40000) for _ in range(LONG_PROMPT)]
+
+
+def open_request(url: str, path: str, body: dict) -> socket.socket:
+    """Send a POST and return its socket unread: closing it is the client leaving."""
+    u = urlparse(url)
+    data = json.dumps(body).encode()
+    sock = socket.create_connection((u.hostname, u.port), timeout=TIMEOUT_S)
+    head = (f"POST {path} HTTP/1.1\r\nHost: {u.netloc}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n")
+    sock.sendall(head.encode() + data)
+    return sock
+
+
+class Prober:
+    """GETs `paths` in turn every 20 ms on one keep-alive connection while in the `with`."""
+
+    def __init__(self, url: str, *paths: str) -> None:
+        self.url, self.paths = url, paths or ("/health",)
+        self.latencies: dict[str, list[float]] = {p: [] for p in self.paths}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with requests.Session() as session:
+            while not self._stop.is_set():
+                for path in self.paths:
+                    start = time.monotonic()
+                    assert session.get(self.url + path, timeout=TIMEOUT_S).status_code == 200
+                    self.latencies[path].append(time.monotonic() - start)
+                time.sleep(0.02)
+
+    def worst(self, path: str = "/health") -> float:
+        assert self.latencies[path], f"no probe of {path} finished"
+        return max(self.latencies[path])
+
+    def __enter__(self) -> Prober:
+        self._thread.start()
+        time.sleep(0.1)  # a few probes before the load
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(TIMEOUT_S)
+
+
+def one_token(url: str) -> float:
+    start = time.monotonic()
+    resp = requests.post(url + "/generate", json={"text": "Hi", "sampling_params": {"max_new_tokens": 1}},
+                         timeout=TIMEOUT_S)
+    assert resp.status_code == 200, resp.text
+    return time.monotonic() - start
+
+
+def big_text(chars: int) -> str:
+    rng = random.Random(chars)
+    words = ["".join(rng.choice("abcdefghij") for _ in range(rng.randint(2, 9))) for _ in range(2000)]
+    text = []
+    while sum(map(len, text)) < chars:
+        text.append(" ".join(rng.choices(words, k=1000)))
+    return " ".join(text)[:chars]
+
+
+BIG_BODIES = {
+    # 15 MB of text: longer than any prompt can be, refused before tokenizing.
+    "15MB-text": lambda: {"text": "hello world " * 1_250_000},
+    # 14 MB of token ids: decoded (a 5M-number JSON body) and checked in the worker.
+    "14MB-input_ids": lambda: {"input_ids": [1000 + i % 9000 for i in range(2_400_000)]},
+    # 600k characters, under the length bound: tokenized in the worker, then over the context.
+    "600k-char-text": lambda: {"text": big_text(600_000)},
+}
+
+
+@pytest.mark.parametrize("kind", BIG_BODIES)
+def test_health_answers_within_100ms_while_a_big_body_is_refused(url, kind):
+    """And a 1-token request sent while the body is being read and tokenized stays fast."""
+    body = {**BIG_BODIES[kind](), "sampling_params": {"max_new_tokens": 1}}
+    with Prober(url) as health, ThreadPoolExecutor(1) as pool:
+        start = time.monotonic()
+        big = pool.submit(requests.post, url + "/generate", json=body, timeout=TIMEOUT_S)
+        time.sleep(0.2)  # the upload is under way
+        one_token_s = one_token(url)
+        resp = big.result()
+        refused_in = time.monotonic() - start
+    assert resp.status_code == 400 and "context length" in resp.json()["error"]["message"], resp.text[:300]
+    assert refused_in < REFUSAL_BOUND_S, f"refused after {refused_in:.2f} s"
+    assert health.worst() < PROBE_BOUND_S, f"/health took up to {health.worst():.3f} s"
+    assert one_token_s < ONE_TOKEN_BOUND_S, f"a 1-token request took {one_token_s:.2f} s"
+    print(f"{kind}: refused in {refused_in:.2f} s, /health at most {health.worst() * 1000:.0f} ms "
+          f"({len(health.latencies['/health'])} probes), 1-token request {one_token_s:.2f} s")
+
+
+def test_health_metrics_and_server_info_answer_at_once_during_a_long_prefill(url):
+    sock = open_request(url, "/generate", {"input_ids": long_prompt(1), "sampling_params": {"max_new_tokens": 1}})
+    try:
+        wait_for(url, lambda s: s["running"] == 1, TIMEOUT_S)  # the first chunk is done
+        with Prober(url, "/health", "/metrics", "/get_server_info") as probes:
+            time.sleep(3.0)  # probes while the next chunk's forward runs (2-5 s each)
+    finally:
+        sock.close()  # leaves: the rest of the prefill is aborted
+    wait_for(url, idle, TIMEOUT_S)
+    for path in probes.paths:
+        assert probes.worst(path) < PROBE_BOUND_S, f"{path} took up to {probes.worst(path):.3f} s"
