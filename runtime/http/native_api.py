@@ -74,7 +74,7 @@ class NativeApi:
     async def generate(self, request: Request) -> Response:
         batch = await self.body(request, parse_generate)
         if batch.stream:
-            return await stream_response(self.tm, batch.specs, lambda _: NativeRenderer(batch.is_batch))
+            return await stream_response(request, self.tm, batch.specs, lambda _: NativeRenderer(batch.is_batch))
         states = await collect(request, self.tm, batch.specs)
         if states is None:
             return Response(status_code=499)  # nobody is listening any more

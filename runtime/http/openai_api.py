@@ -328,7 +328,7 @@ class OpenAIApi:
     async def _run(self, request: Request, call: _Call) -> Response:
         want_logprobs = call.specs[0].return_logprob
         if call.stream:
-            return await stream_response(self.tm, call.specs, lambda states: _StreamRenderer(
+            return await stream_response(request, self.tm, call.specs, lambda states: _StreamRenderer(
                 self, states, call.n, call.chat, call.include_usage, want_logprobs, call.echoes))
         states = await collect(request, self.tm, call.specs)
         if states is None:

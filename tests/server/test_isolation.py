@@ -1,5 +1,6 @@
 """One request cannot hurt the others (issue 22): the event loop stays free while big bodies
-are parsed and tokenized, and /metrics and /server_info never wait for a step.
+are parsed and tokenized, /metrics and /server_info never wait for a step, and a client that
+leaves while its prompt is still being prefilled stops it within one chunk.
 
 A server of its own: the session server's 64 KiB body limit would refuse the 15 MB bodies,
 and a small prefill chunk makes "within one chunk" a count of steps. Each bound is stated
@@ -159,3 +160,22 @@ def test_health_metrics_and_server_info_answer_at_once_during_a_long_prefill(url
     wait_for(url, idle, TIMEOUT_S)
     for path in probes.paths:
         assert probes.worst(path) < PROBE_BOUND_S, f"{path} took up to {probes.worst(path):.3f} s"
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streaming", "non-streaming"])
+def test_a_client_that_leaves_during_prefill_stops_it_within_one_chunk(url, stream):
+    """Today's bug (streaming): nothing listened for the disconnect before the first token,
+    so all 16 chunks of a 4,000-token prefill ran for nobody."""
+    body = {"input_ids": long_prompt(2 if stream else 3), "sampling_params": {"max_new_tokens": 8}, "stream": stream}
+    start = time.monotonic()
+    sock = open_request(url, "/generate", body)
+    before, _ = wait_for(url, lambda s: s["running"] == 1, TIMEOUT_S)  # its first chunk is done
+    first_chunk_s = time.monotonic() - start
+    sock.close()
+    # Bound: the chunk in flight when the client left, plus at most one that began before the
+    # abort arrived; in time, two chunks (the second is a little longer: more context) + 1 s.
+    after, seconds = wait_for(url, idle, 2 * first_chunk_s + 1.0)
+    assert after["steps"] - before["steps"] <= 2, (before["steps"], after["steps"])
+    assert after["kv_pool_invariant_ok"] and after["kv_held"] == 0
+    print(f"first chunk {first_chunk_s:.2f} s; idle {seconds:.2f} s after the disconnect, "
+          f"{after['steps'] - before['steps']} step(s)")
