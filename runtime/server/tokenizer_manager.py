@@ -149,10 +149,15 @@ class TokenizerManager:
         return states
 
     def _check_admissible(self, specs: list[RequestSpec]) -> None:
-        """503 + Retry-After while the server is not ready or its queue is full; 400 for a rid in use."""
+        """400 for a call larger than the server can ever hold (retrying cannot help), 503 +
+        Retry-After while the server is not ready or its queue is full (it drains)."""
         if not self.is_ready:
             raise RequestError.unavailable("the server is not ready")
         limit, count = self.args.max_queued_requests, len(specs)
+        if count > limit:
+            raise RequestError.invalid(
+                f"this call asks for {count} generations (prompts x n) but the server holds at most "
+                f"{limit} requests (--max-queued-requests {limit}); split it into calls of at most {limit}")
         if len(self.states) + count > limit:
             raise RequestError.unavailable(
                 f"too many requests in flight ({len(self.states)}; --max-queued-requests "

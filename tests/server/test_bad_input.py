@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
 import pytest
@@ -321,6 +322,26 @@ def test_unknown_model_is_404_with_model_not_found(server):
 def test_abort_request_needs_a_rid_or_abort_all(server):
     assert "rid" in error_of(server.post("/abort_request", {}), 400)
     assert server.post("/abort_request", {"rid": "unknown"}).json() == {"aborted": ["unknown"]}
+
+
+# ---- status by cause (issue 22) -----------------------------------------------------------
+
+FAST_S = 2.0  # a refusal below, and a 1-token request sent alongside, answer within this
+
+
+def test_a_call_larger_than_the_queue_can_ever_hold_is_400_not_503(server):
+    """33 prompts x n 128 = 4,224 generations > --max-queued-requests 4096 (the default): no
+    retry can help, so no 503 + Retry-After (a client would retry forever)."""
+    body = {"text": ["hi"] * 33, "sampling_params": {"max_new_tokens": 1, "n": 128}}
+    with ThreadPoolExecutor(1) as pool:
+        big = pool.submit(server.post, "/generate", body)
+        start = time.monotonic()
+        assert server.generate(gen({}))["meta_info"]["completion_tokens"] == 1
+        assert time.monotonic() - start < FAST_S  # a 1-token request alongside
+        resp = big.result()
+    msg = error_of(resp, 400)
+    assert "4224" in msg and "--max-queued-requests 4096" in msg and "split" in msg
+    assert "retry-after" not in resp.headers
 
 
 # ---- n > 1 with a seed (issue 22) --------------------------------------------------------
