@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from radixlm.runtime.errors import RequestError
+from radixlm.runtime.http.chat_messages import chat_messages
 from radixlm.runtime.http.common import read_json
 from radixlm.runtime.http.generate_input import RequestSpec
 from radixlm.runtime.http.model_info import served_model_name
@@ -64,7 +65,7 @@ CHAT_RULES: dict[str, Rule] = {
     "max_tokens": Int(lo=0, description="default: as much as fits the context"),
     "max_completion_tokens": Int(lo=0, description="overrides max_tokens"),
     "logprobs": Bool(),
-    "top_logprobs": Int(lo=0, hi=20),
+    "top_logprobs": Int(lo=0, hi=20, description="only with logprobs: true (else a 400)"),
 }
 _COMMON_FIELDS = {"n", "stream", "stream_options", "response_format", "tools", "tool_choice", *SAMPLING_FIELDS}
 COMPLETION_FIELDS = openai_policy(
@@ -130,10 +131,14 @@ def _max_tokens(body: dict, rules: dict[str, Rule], names: tuple[str, ...]) -> t
 
 
 def _streaming(body: dict) -> tuple[bool, bool]:
-    """(stream, include_usage)."""
+    """(stream, include_usage); OpenAI's 400 for stream_options without stream: true."""
     stream = _field(body, _COMMON_RULES, "stream", False)
-    opts = body.get("stream_options") or {}
-    return stream, bool(opts.get("include_usage")) if isinstance(opts, dict) else False
+    opts = body.get("stream_options")
+    if opts is not None and not stream:
+        raise ValueError("stream_options needs stream: true (got stream_options without it)")
+    if opts is not None and not isinstance(opts, dict):
+        raise ValueError(f"stream_options must be an object like {{\"include_usage\": true}} (got {opts!r})")
+    return stream, bool((opts or {}).get("include_usage"))
 
 
 def _finish(meta: dict) -> tuple[str | None, Any]:
@@ -309,18 +314,19 @@ class OpenAIApi:
         body = self._checked(body, CHAT_FIELDS)
         max_tokens, name = _max_tokens(body, CHAT_RULES, ("max_completion_tokens", "max_tokens"))
         want = _field(body, CHAT_RULES, "logprobs", False)
-        top = _field(body, CHAT_RULES, "top_logprobs", 0)
+        top = _field(body, CHAT_RULES, "top_logprobs")
+        if top is not None and not want:  # OpenAI's 400: top_logprobs alone returns nothing
+            raise ValueError("top_logprobs needs logprobs: true (got top_logprobs without it)")
         n = _field(body, CHAT_RULES, "n", 1)
         streaming = _streaming(body)  # before the prompt: a bad field is refused before tokenizing
-        text = self.tm.render_chat(_chat_messages(body.get("messages")))
+        text = self.tm.render_chat(chat_messages(body.get("messages")))
         ids = self.tm.pool.token_ids(text, add_special_tokens=False)
         if max_tokens is None:  # as much as fits, like OpenAI (bounded by the context and the pool)
             room = min(self.tm.scheduler_info.get("context_len", 0), self.tm.scheduler_info.get("kv_pool_size", 0))
             max_tokens = max(room - len(ids), 1)
         params = _sampling_params(body, max_tokens, name)
         specs = [RequestSpec(rid=uuid.uuid4().hex, params=params.for_choice(j), input_ids=ids,
-                             return_logprob=want, top_logprobs_num=top if want else 0,
-                             return_text_in_logprobs=True)
+                             return_logprob=want, top_logprobs_num=top or 0, return_text_in_logprobs=True)
                  for j in range(n)]
         return _Call(specs, n, True, *streaming)
 
@@ -387,30 +393,6 @@ def _completion_prompts(prompt: Any) -> list[str | list[int]]:
     if isinstance(prompt, list) and prompt and all(isinstance(p, str) or is_ids(p) for p in prompt):
         return list(prompt)
     raise ValueError("prompt must be a string, a list of strings, a list of token ids or a list of such lists")
-
-
-def _chat_messages(messages: Any) -> list[dict]:
-    if not isinstance(messages, list) or not messages:
-        raise ValueError("messages must be a non-empty list of {role, content} objects")
-    clean = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise ValueError(f"messages[{i}] must be an object with a string role")
-        clean.append({"role": m["role"], "content": _message_text(m.get("content"), i)})
-    return clean
-
-
-def _message_text(content: Any, i: int) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise ValueError(f"messages[{i}].content: only text parts are supported")
-            parts.append(part["text"])
-        return "".join(parts)
-    raise ValueError(f"messages[{i}].content must be a string or a list of text parts")
 
 
 def openai_routes(tm: TokenizerManager, args: ServerArgs) -> list[Route]:

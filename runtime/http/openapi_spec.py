@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from radixlm.runtime.http import generate_input
+from radixlm.runtime.http import chat_messages, generate_input
 from radixlm.runtime.http.common import FILE_FIELDS, OPEN_PATHS
 from radixlm.runtime.http.openai_api import (
     CHAT_FIELDS,
@@ -232,7 +232,8 @@ def _openai_common(policy: FieldPolicy, rules: dict[str, Rule]) -> dict[str, Sch
     return {
         **_policy_fields(policy),
         "model": {"description": "ignored: the server serves one model"},
-        "stream_options": _nullable({"type": "object", "properties": {"include_usage": {}}}),
+        "stream_options": _nullable({"type": "object", "properties": {"include_usage": {}},
+                                     "description": "only with stream: true (else a 400)"}),
         "response_format": _nullable({"anyOf": [_ref("ResponseFormatSimple"), _ref("ResponseFormatJsonSchema")]}),
         "tools": {"description": "refused when non-empty (unless tool_choice is \"none\")"},
         "tool_choice": {},
@@ -260,10 +261,13 @@ def _completion_request() -> Schema:
 def _chat_message() -> Schema:
     part = {"type": "object", "required": ["type", "text"],
             "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}
+    name = {"type": "string", "pattern": f"^{chat_messages.NAME.pattern}$",
+            "description": "OpenAI's rule: no room for template markup"}
     return {
         "type": "object",
         "required": ["role"],
-        "properties": {"role": {"type": "string"},
+        "properties": {"role": {"enum": list(chat_messages.ROLES)},
+                       "name": _nullable(name),
                        "content": _nullable({"anyOf": [{"type": "string"}, _list(part)]})},
     }
 

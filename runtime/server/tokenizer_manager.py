@@ -128,7 +128,15 @@ class TokenizerManager:
 
     # ---- requests -----------------------------------------------------------------------
     def render_chat(self, messages: list[dict]) -> str:
-        return apply_chat_template(self.tokenizer, messages, chat_template=self.chat_template)
+        """The prompt text of checked chat messages (http/chat_messages.py). A template that
+        refuses them (`raise_exception`: roles out of order, a role it does not know) is the
+        client's 400, not our 500."""
+        from jinja2 import TemplateError  # transformers' template engine
+
+        try:
+            return apply_chat_template(self.tokenizer, messages, chat_template=self.chat_template)
+        except TemplateError as exc:
+            raise ValueError(f"the chat template refused these messages: {exc}") from None
 
     async def submit_all(self, specs: list[RequestSpec], sink: asyncio.Queue | None = None) -> list[ReqState]:
         """Tokenize and check every spec first (ValueError -> 400), then send them all. The
