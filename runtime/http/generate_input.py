@@ -14,7 +14,7 @@ are rejected by `SamplingParams.from_dict`.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from radixlm.runtime.http.request_fields import GENERATE_FIELDS, check_fields
@@ -46,6 +46,9 @@ class RequestSpec:
     top_logprobs_num: int = 0
     return_text_in_logprobs: bool = False
     add_special_tokens: bool = True  # False for chat-template text (it has its own markup)
+    # The route's names for `max_new_tokens` and `input_ids`, for errors found after parsing
+    # (scheduler/request_checks.py); /generate's own names when empty.
+    field_names: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -297,7 +297,8 @@ class OpenAIApi:
                         text=p if isinstance(p, str) else None,
                         input_ids=p if isinstance(p, list) else None,
                         return_logprob=logprobs is not None, top_logprobs_num=logprobs or 0,
-                        return_text_in_logprobs=True, logprob_start_len=0 if echo else -1)
+                        return_text_in_logprobs=True, logprob_start_len=0 if echo else -1,
+                        field_names={"max_new_tokens": name, "input_ids": "prompt"})
             for p in prompts for j in range(n)
         ]
         echoes = [self._prompt_text(p) for p in prompts for _ in range(n)] if echo else None
@@ -326,7 +327,8 @@ class OpenAIApi:
             max_tokens = max(room - len(ids), 1)
         params = _sampling_params(body, max_tokens, name)
         specs = [RequestSpec(rid=uuid.uuid4().hex, params=params.for_choice(j), input_ids=ids,
-                             return_logprob=want, top_logprobs_num=top or 0, return_text_in_logprobs=True)
+                             return_logprob=want, top_logprobs_num=top or 0, return_text_in_logprobs=True,
+                             field_names={"max_new_tokens": name, "input_ids": "messages"})
                  for j in range(n)]
         return _Call(specs, n, True, *streaming)
 

@@ -117,9 +117,8 @@ class SamplingParams:
                 ) from None
         constraints = [shown(n) for n in CONSTRAINT_KINDS if getattr(self, n) is not None]
         if len(constraints) > 1:
-            raise ValueError(
-                f"only one of {', '.join(CONSTRAINT_KINDS)} may be set (got {', '.join(constraints)})"
-            )
+            kinds = ", ".join(dict.fromkeys(shown(n) for n in CONSTRAINT_KINDS))
+            raise ValueError(f"only one of {kinds} may be set (got {', '.join(constraints)})")
 
     def _canonicalize(self) -> None:
         for name in ("regex", "json_schema", "ebnf", "structural_tag"):

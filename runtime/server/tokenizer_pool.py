@@ -106,6 +106,6 @@ class TokenizerPool:
             ids = spec.input_ids if spec.input_ids is not None else self.token_ids(spec.text, spec.add_special_tokens)
             tr = TokenizedRequest(spec.rid, ids, spec.params, spec.return_logprob, spec.logprob_start_len,
                                   spec.top_logprobs_num, stream=stream)
-            check_request(tr, *self.limits)
+            check_request(tr, *self.limits, names=spec.field_names)
             out.append(Prepared(tr, ipc.encode(tr)))
         return out

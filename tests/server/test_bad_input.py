@@ -394,6 +394,23 @@ def test_a_dependent_field_without_the_field_it_needs_is_400_as_openai_answers(s
         assert expected in refused(server, "/v1/completions", {"prompt": "hi", "max_tokens": 1, **body})
 
 
+@pytest.mark.parametrize(("path", "body", "named", "not_named"), [
+    ("/v1/chat/completions", {"messages": CHAT, "max_tokens": 1, "seed": "1"}, "seed must be", "sampling_seed"),
+    ("/v1/completions", {"prompt": "hi", "max_tokens": 2, "min_tokens": 3}, "min_tokens (3) must be <= max_tokens (2)",
+     "max_new_tokens"),
+    ("/v1/completions", {"prompt": "hi", "max_tokens": 10**6}, "plus max_tokens (1000000) exceeds the context",
+     "max_new_tokens"),
+    ("/v1/chat/completions", {"messages": CHAT, "max_completion_tokens": 10**6},
+     "or lower max_completion_tokens", "max_new_tokens"),
+    ("/v1/completions", {"prompt": [[1, 2, 10**7]], "max_tokens": 1}, "prompt must be token ids", "input_ids"),
+    ("/v1/completions", {"prompt": "hi", "max_tokens": 1, "regex": "a", "response_format": {"type": "json_object"}},
+     "only one of regex, response_format", "json_schema"),
+], ids=["seed", "min_tokens", "completions-length", "chat-length", "token-ids", "constraints"])
+def test_errors_name_fields_as_the_route_calls_them(server, path, body, named, not_named):
+    msg = refused(server, path, body)
+    assert named in msg and not_named not in msg, msg
+
+
 # ---- n > 1 with a seed (issue 22) --------------------------------------------------------
 
 def sample_texts(server, path: str, body: dict) -> list[str]:
