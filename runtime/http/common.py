@@ -29,9 +29,10 @@ from radixlm.runtime.http.json_body import parse_json_body
 
 logger = logging.getLogger(__name__)
 
-# No API key needed: liveness/readiness probes (Kubernetes, load balancers) carry no secret.
-# /health_generate runs a one-token generation of a fixed prompt: no client input, no output.
-OPEN_PATHS = frozenset({"/health", "/health_generate", "/ready"})
+# No API key needed: liveness/readiness probes (Kubernetes, load balancers) carry no secret,
+# and these two cost nothing. /health_generate needs the key when one is set: it runs a real
+# generation, so an open one would let anyone load the model (`Runtime` sends the key).
+OPEN_PATHS = frozenset({"/health", "/ready"})
 Run = Callable[..., Awaitable[Any]]  # TokenizerPool.run: (heavy, fn, *args) -> fn(*args)
 # Bodies up to this size are decoded on the event loop (json.loads of 64 KiB: ~0.3 ms, less
 # than a hand-off to the worker thread); larger ones in the tokenizer pool's worker.

@@ -149,9 +149,12 @@ class NativeApi:
         if not (isinstance(rid, str) or (rid is None and abort_all)):
             raise ValueError(f"rid must be a string (or pass abort_all: true) (got {rid!r})")
         rids = list(self.tm.states) if abort_all else [rid]
-        for r in rids:
+        aborted = [r for r in rids if r in self.tm.states]
+        for r in aborted:
             self.tm.abort(r, "aborted by /abort_request")
-        return JSONResponse({"aborted": rids})
+        if not abort_all and not aborted:  # a typo or a finished request: say so (B.9)
+            raise RequestError.of(404, f"no request with rid {rid!r} is in flight (it finished, or never existed)")
+        return JSONResponse({"aborted": aborted, "not_found": sorted(set(rids) - set(aborted))})
 
     async def concate_and_append(self, request: Request) -> Response:
         # The frontend's src/dst ids are never sent as rids (wire-protocol B.2): a no-op is correct.

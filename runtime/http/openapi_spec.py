@@ -141,7 +141,7 @@ ERROR_STATUS = {"BadRequest": "400", "Unauthorized": "401", "NotFound": "404", "
 ERROR_TEXT = {
     "BadRequest": "Bad input (the message names the field and what to send instead)",
     "Unauthorized": "Missing or wrong API key",
-    "NotFound": "No such route or model",
+    "NotFound": "No such route, model, or request in flight (/abort_request)",
     "TooLarge": "The request body exceeds --max-body-size",
     "UnsupportedMediaType": "A request body whose Content-Type is not JSON",
     "Unavailable": "Starting, shutting down or overloaded; retry after the Retry-After header",
@@ -398,9 +398,7 @@ def _native_paths() -> dict[str, Schema]:
     return {
         "/generate": _post("Generate (SGLang native, wire-protocol B.7)", "GenerateRequest", generate_ok),
         "/encode": _post("Tokenize text", "EncodeRequest", _json_ok({"type": "object", "required": ["input_ids"]})),
-        "/abort_request": _post("Abort a request by rid, or all", "AbortRequest",
-                                _json_ok({"type": "object", "required": ["aborted"],
-                                          "properties": {"aborted": _list({"type": "string"})}})),
+        "/abort_request": _abort_request(),
         "/concate_and_append_request": _post("Frontend join hint (a no-op)", "ConcateAndAppendRequest",
                                              _json_ok({"type": "object", "properties": {"success": {"const": True}}})),
         "/flush_cache": {"get": flush, "post": dict(flush)},
@@ -414,6 +412,16 @@ def _native_paths() -> dict[str, Schema]:
         "/metrics": _get("Prometheus metrics", _text_ok("Metrics in the Prometheus text format")),
         "/openapi.json": _get("This document", _json_ok({"type": "object", "required": ["openapi", "paths"]})),
     }
+
+
+def _abort_request() -> Schema:
+    rids = _list({"type": "string"})
+    ok = _json_ok({"type": "object", "required": ["aborted", "not_found"],
+                   "properties": {"aborted": rids, "not_found": rids}},
+                  "The rids aborted and those not in flight (abort_all: every rid in flight)")
+    path = _post("Abort a request by rid, or all; 404 for one rid that is not in flight", "AbortRequest", ok)
+    path["post"]["responses"]["404"] = _ref_response("NotFound")
+    return path
 
 
 def _openai_paths() -> dict[str, Schema]:

@@ -321,7 +321,13 @@ def test_unknown_model_is_404_with_model_not_found(server):
 
 def test_abort_request_needs_a_rid_or_abort_all(server):
     assert "rid" in error_of(server.post("/abort_request", {}), 400)
-    assert server.post("/abort_request", {"rid": "unknown"}).json() == {"aborted": ["unknown"]}
+
+
+def test_abort_request_of_a_rid_not_in_flight_is_404_naming_it(server):
+    """Issue 22: it answered as if it had aborted an unknown rid (a typo went unnoticed)."""
+    assert "'unknown'" in error_of(server.post("/abort_request", {"rid": "unknown"}), 404)
+    answer = server.post("/abort_request", {"abort_all": True}).json()
+    assert set(answer) == {"aborted", "not_found"} and answer["not_found"] == []
 
 
 # ---- status by cause (issue 22) -----------------------------------------------------------

@@ -3,10 +3,10 @@ warning when exposed without a key; no request field reaches the filesystem; log
 neither the key nor prompts unless --log-requests.
 
 Decisions, documented here and in `runtime/http/common.py`:
-  * open without the key: `/health`, `/ready` and `/health_generate` (probes from load
-    balancers and orchestrators carry no secret; `/health_generate` runs a fixed one-token
-    prompt, so it exposes no input and no output). Everything else needs
-    `Authorization: Bearer <key>`, compared with `hmac.compare_digest` (constant time),
+  * open without the key: `/health` and `/ready` (probes from load balancers and
+    orchestrators carry no secret, and they cost nothing). `/health_generate` runs a real
+    generation, so it needs the key like everything else (issue 22). The key is sent as
+    `Authorization: Bearer <key>`, compared with `hmac.compare_digest` (constant time) and
     checked before routing, so unknown routes do not reveal what exists either.
   * fields that name a file, URL, adapter or code to load (`model_path`, `tokenizer_path`,
     `chat_template`, `lora_path`, `image_data`, ...) are a 400 in every body, not ignored;
@@ -33,7 +33,7 @@ from radixlm.runtime.server_args import ServerArgs
 
 from .conftest import API_KEY
 
-HEALTH_CHECKS = {"/health", "/ready", "/health_generate"}
+HEALTH_CHECKS = {"/health", "/ready"}
 
 
 def all_routes() -> list[tuple[str, str]]:
@@ -60,7 +60,7 @@ def call(server, method: str, path: str, auth: str | None) -> requests.Response:
 def test_only_the_health_checks_are_open():
     assert OPEN_PATHS == HEALTH_CHECKS
     assert {p for _, p in ROUTES} >= HEALTH_CHECKS | {"/generate", "/v1/chat/completions", "/metrics",
-                                                       "/flush_cache", "/get_model_info"}
+                                                       "/flush_cache", "/get_model_info", "/health_generate"}
 
 
 @pytest.mark.parametrize("auth", [
