@@ -179,3 +179,23 @@ def test_a_client_that_leaves_during_prefill_stops_it_within_one_chunk(url, stre
     assert after["kv_pool_invariant_ok"] and after["kv_held"] == 0
     print(f"first chunk {first_chunk_s:.2f} s; idle {seconds:.2f} s after the disconnect, "
           f"{after['steps'] - before['steps']} step(s)")
+
+
+def test_a_streaming_client_that_leaves_while_queued_is_dropped_at_once(url):
+    """Behind a long prefill (it takes the whole chunk budget, so nothing else is admitted
+    until it is done) a queued stream's client leaves: its request leaves the queue within
+    one step, while the long prefill still runs."""
+    long = open_request(url, "/generate", {"input_ids": long_prompt(4), "sampling_params": {"max_new_tokens": 1}})
+    try:
+        wait_for(url, lambda s: s["running"] == 1, TIMEOUT_S)
+        queued = open_request(url, "/generate", {"text": "Hi", "sampling_params": {"max_new_tokens": 4},
+                                                  "stream": True})
+        before, _ = wait_for(url, lambda s: s["waiting"] == 1, TIMEOUT_S)
+        queued.close()
+        after, seconds = wait_for(url, lambda s: s["waiting"] == 0, TIMEOUT_S)
+        assert after["running"] == 1, "the long prefill finished first: nothing was measured"
+        assert after["steps"] - before["steps"] <= 2, (before["steps"], after["steps"])
+        print(f"left the queue {seconds:.2f} s after the disconnect")
+    finally:
+        long.close()
+    wait_for(url, idle, TIMEOUT_S)
