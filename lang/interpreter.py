@@ -84,6 +84,9 @@ class StreamExecutor:
         self._scope_start: dict[str, int] = {}
         self.error_: BaseException | None = None
         self.is_finished = False
+        # Streamed runs (runner.py): set once the program body, on a thread of its own, returns.
+        self.body_finished: threading.Event | None = None
+        self.body_thread: int | None = None
         self.changed = threading.Condition()  # notified on every text/variable/finish change
 
         self.use_thread = use_thread
@@ -108,9 +111,19 @@ class StreamExecutor:
             self._notify()
 
     def sync(self) -> None:
-        """Wait until every queued node has been executed (or skipped after an error)."""
+        """Wait until every queued node has been executed (or skipped after an error). Outside
+        the body of a streamed run, first until the body has returned: its thread may not have
+        submitted everything yet, and `text()` would then depend on thread timing."""
+        self.wait_for_body()
         if self.use_thread:
             self.queue.join()
+
+    def wait_for_body(self, timeout: float | None = None) -> bool:
+        """False if a streamed run's body is still running after `timeout` seconds."""
+        done = self.body_finished
+        if done is None or threading.get_ident() == self.body_thread:
+            return True
+        return done.wait(timeout)
 
     def fail(self, exc: BaseException) -> None:
         """Fail the state once the nodes submitted so far have run (the program body raised):
@@ -145,6 +158,8 @@ class StreamExecutor:
 
     def get_meta_info(self, name: Any, timeout: float | None = None) -> Any:
         event = self.variable_event.get(name)
+        if event is None and self.wait_for_body(timeout):  # the body may not have submitted it yet
+            event = self.variable_event.get(name)
         if event is not None and not event.wait(timeout):
             raise TimeoutError(f"variable {name!r} was not produced within {timeout} s")
         return self.meta_info.get(name)
