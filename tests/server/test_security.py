@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-import time
 import uuid
 
 import pytest
@@ -173,7 +172,11 @@ def send_marker(url: str, key: str, marker: str) -> None:
     assert requests.post(url + "/v1/chat/completions", json=chat, headers=auth, timeout=60).status_code == 200
     requests.post(url + "/generate", json={"text": prompt}, headers={"Authorization": f"Bearer {marker}"},
                   timeout=60)  # a wrong key (it is no secret, but must not be logged either)
-    time.sleep(0.5)  # let the children's log lines reach the file
+    # Instead of sleeping for the children's log lines: each process handles its messages in
+    # order, so once this last request is answered all three have handled (and logged what
+    # they log about) every request before it.
+    last = requests.post(url + "/generate", json={"text": "last", "sampling_params": sp}, headers=auth, timeout=60)
+    assert last.status_code == 200, last.text
 
 
 def test_debug_logs_contain_neither_the_key_nor_prompts():
