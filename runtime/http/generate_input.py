@@ -102,10 +102,12 @@ def _prompts(body: dict) -> tuple[list, bool]:
         if isinstance(text, list) and text and all(isinstance(t, str) for t in text):
             return list(text), True
         raise ValueError("text must be a string or a non-empty list of strings")
+    # The body's own lists, not copies: nothing else holds them, and copying millions of ids
+    # is one C call that holds the GIL (this runs in the tokenizer pool's worker for big bodies).
     if _is_id_list(ids):
-        return [list(ids)], False
+        return [ids], False
     if isinstance(ids, list) and ids and all(_is_id_list(x) for x in ids):
-        return [list(x) for x in ids], True
+        return list(ids), True
     raise ValueError("input_ids must be a non-empty list of token ids or a list of such lists")
 
 

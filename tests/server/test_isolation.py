@@ -24,7 +24,12 @@ from .conftest import start_server
 
 CHUNK = 256  # --chunked-prefill-size: a 4,000-token prompt is 16 chunks, ~2-5 s each here
 LONG_PROMPT = 4000  # tokens
-PROBE_BOUND_S = 0.1  # /health (and /metrics, /server_info) under any load
+# /health (and /metrics, /server_info): 90% of the probes under 100 ms, every one under 500 ms.
+# Not 100 ms for the very worst probe: the worker's C calls that hold the GIL (json.loads of a
+# 15 MB string: 10-20 ms on an idle machine) stretch several-fold when other processes take
+# the cores (up to 250 ms seen at load average 6, with two busy loops beside the suite). The
+# code before issue 22 blocked the loop 0.7-15 s in these cases.
+PROBE_P90_S, PROBE_MAX_S = 0.1, 0.5
 ONE_TOKEN_BOUND_S = 2.0  # a concurrent 1-token request while a big body is refused
 REFUSAL_BOUND_S = 10.0  # a 15 MB body is answered (refused) within this
 TIMEOUT_S = 120
@@ -93,6 +98,15 @@ class Prober:
         assert self.latencies[path], f"no probe of {path} finished"
         return max(self.latencies[path])
 
+    def p90(self, path: str = "/health") -> float:
+        ordered = sorted(self.latencies[path])
+        return ordered[int(0.9 * (len(ordered) - 1))]
+
+    def assert_fast(self) -> None:
+        for path in self.paths:
+            assert self.p90(path) < PROBE_P90_S and self.worst(path) < PROBE_MAX_S, (
+                f"{path}: p90 {self.p90(path):.3f} s, worst {self.worst(path):.3f} s")
+
     def __enter__(self) -> Prober:
         self._thread.start()
         time.sleep(0.1)  # a few probes before the load
@@ -143,7 +157,7 @@ def test_health_answers_within_100ms_while_a_big_body_is_refused(url, kind):
         refused_in = time.monotonic() - start
     assert resp.status_code == 400 and "context length" in resp.json()["error"]["message"], resp.text[:300]
     assert refused_in < REFUSAL_BOUND_S, f"refused after {refused_in:.2f} s"
-    assert health.worst() < PROBE_BOUND_S, f"/health took up to {health.worst():.3f} s"
+    health.assert_fast()
     assert one_token_s < ONE_TOKEN_BOUND_S, f"a 1-token request took {one_token_s:.2f} s"
     print(f"{kind}: refused in {refused_in:.2f} s, /health at most {health.worst() * 1000:.0f} ms "
           f"({len(health.latencies['/health'])} probes), 1-token request {one_token_s:.2f} s")
@@ -158,8 +172,8 @@ def test_health_metrics_and_server_info_answer_at_once_during_a_long_prefill(url
     finally:
         sock.close()  # leaves: the rest of the prefill is aborted
     wait_for(url, idle, TIMEOUT_S)
-    for path in probes.paths:
-        assert probes.worst(path) < PROBE_BOUND_S, f"{path} took up to {probes.worst(path):.3f} s"
+    probes.assert_fast()
+    print("during a prefill: " + ", ".join(f"{p} at most {probes.worst(p) * 1000:.0f} ms" for p in probes.paths))
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streaming", "non-streaming"])
