@@ -163,6 +163,19 @@ def test_health_answers_within_100ms_while_a_big_body_is_refused(url, kind):
           f"({len(health.latencies['/health'])} probes), 1-token request {one_token_s:.2f} s")
 
 
+def test_encode_refuses_a_text_longer_than_any_prompt_at_once(url):
+    """/encode tokenized anything on the event loop; now its texts have the prompts' bound."""
+    with Prober(url) as health:
+        start = time.monotonic()
+        resp = requests.post(url + "/encode", json={"text": "hello world " * 1_250_000}, timeout=TIMEOUT_S)
+        seconds = time.monotonic() - start
+    assert resp.status_code == 400 and "context length" in resp.json()["error"]["message"], resp.text[:300]
+    assert seconds < REFUSAL_BOUND_S
+    health.assert_fast()
+    ok = requests.post(url + "/encode", json={"text": ["hello world", "hi"]}, timeout=TIMEOUT_S)
+    assert ok.headers["content-type"] == "application/json" and len(ok.json()["input_ids"]) == 2
+
+
 def test_health_metrics_and_server_info_answer_at_once_during_a_long_prefill(url):
     sock = open_request(url, "/generate", {"input_ids": long_prompt(1), "sampling_params": {"max_new_tokens": 1}})
     try:
