@@ -1,11 +1,12 @@
-"""What each tensor-parallel rank holds (runtime/distributed/sharding.py) and the loader
-reading only its slices from a real safetensors file."""
+"""What each tensor-parallel rank holds (runtime/distributed/sharding.py), where it runs
+(ranks.py), and the loader reading only its slices from a real safetensors file."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from radixlm.runtime.distributed.ranks import rank_cpus
 from radixlm.runtime.distributed.sharding import ShardPlan, TensorSlice, check_tp_fits
 from radixlm.runtime.model.config import ModelConfig
 from radixlm.runtime.model.loader import iter_safetensors
@@ -80,3 +81,7 @@ def test_the_loader_reads_only_this_ranks_slices(tmp_path):
     assert torch.equal(got["model.embed_tokens.weight"], torch.cat([emb[6:11], torch.zeros(1, 8)]))
     assert torch.equal(got["model.norm.weight"], norm)
 
+
+def test_ranks_take_consecutive_runs_of_cores_or_share_them_when_too_few():
+    assert [rank_cpus(r, 2, [0, 1, 2, 3, 4]) for r in range(2)] == [((0, 1, 2), True), ((3, 4), True)]
+    assert rank_cpus(1, 2, [5]) == ((5,), False)
