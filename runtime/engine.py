@@ -22,7 +22,8 @@ stops (shutdown, or a bug in the loop itself) every pending future is failed.
 
 With `tp=N` this process is rank 0 of a tensor-parallel group and starts ranks 1..N-1 as
 child processes (runtime/distributed/); a rank that dies stops the engine: every pending
-future fails with an `EngineClosedError` naming the rank and its exit code.
+future fails with an `EngineClosedError` naming the rank and its exit code. The ranks are
+spawned processes, so a script that creates such an engine needs `if __name__ == "__main__":`.
 """
 
 from __future__ import annotations

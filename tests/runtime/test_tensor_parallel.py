@@ -115,11 +115,11 @@ def test_a_killed_rank_stops_the_engine_with_an_error_naming_it(small_tp_model, 
     engine = Engine(model_path=str(small_tp_model("llama")), tp=2, max_total_tokens=4000,
                     disable_torch_compile=True)
     try:
-        follower = engine._runtime.spawned_ranks.procs[0]
+        pid = engine.scheduler.runner.tp_ranks[1]["pid"]
         handle = engine.submit("Once upon a time", {"max_new_tokens": 900, "ignore_eos": True})
         next(iter(handle.events.get, None))  # it is decoding
-        os.kill(follower.pid, signal.SIGKILL)
-        with pytest.raises(EngineClosedError, match=rf"tp rank 1 \(pid {follower.pid}\) exited with code -9"):
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(EngineClosedError, match=rf"tp rank 1 \(pid {pid}\) exited with code -9"):
             handle.future.result(timeout=60)
         with pytest.raises(EngineClosedError):
             engine.generate("Hello", GREEDY)
