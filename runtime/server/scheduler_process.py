@@ -16,6 +16,10 @@ prefill chunk takes seconds on a CPU (/metrics took 4-7 s during a long prefill)
 A request the scheduler rejects comes back as its one (failed) output, 400 or 500
 (`Scheduler.try_add_request`); an exception inside step() fails every in-flight request with
 a 500 instead of killing the process silently.
+
+With --tp N this process is rank 0 (runtime/distributed/). A broken group (a rank died) is
+fatal: after FAILURE_GRACE_S, in which the launcher's watcher names the dead rank to the
+clients, the requests in flight fail and the process exits with code 1.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import traceback
 
 import zmq
 
+from radixlm.runtime.distributed.group import FAILURE_GRACE_S, TensorParallelError
+from radixlm.runtime.distributed.ranks import store_path
 from radixlm.runtime.errors import RequestError
 from radixlm.runtime.mem_cache.tree_snapshot import take_snapshot
 from radixlm.runtime.scheduler.io import ReqTokenOutput, TokenizedRequest
@@ -61,10 +67,11 @@ def run_scheduler_process(args: ServerArgs, endpoints: ipc.IpcEndpoints, parent_
     ctx = zmq.Context()
     to_main = ipc.push_socket(ctx, endpoints.tokenizer)
     try:
-        set_torch_threads(args.scheduler_threads)
+        if args.tp == 1:  # else each rank takes its share of the cores (distributed/worker.py)
+            set_torch_threads(args.scheduler_threads)
         from radixlm.runtime.bootstrap import build_runtime
 
-        rt = build_runtime(args)
+        rt = build_runtime(args, tp_store=store_path(endpoints.folder))
     except Exception as exc:
         logger.exception("scheduler start-up failed")
         ipc.send(to_main, ProcessFailed("scheduler", f"{type(exc).__name__}: {exc}"))
@@ -102,6 +109,8 @@ def _ready_info(rt) -> dict:
         "device": str(sched.device),
         "scheduler_threads": torch.get_num_threads(),
         "pid": os.getpid(),
+        "tp_size": len(sched.runner.tp_ranks) or 1,
+        "tp_ranks": sched.runner.tp_ranks,  # pid, device, param_bytes of every rank (tp > 1)
     }
 
 
@@ -163,9 +172,19 @@ class SchedulerLoop:
     def _step(self) -> list[ReqTokenOutput]:
         try:
             return self.scheduler.step()
+        except TensorParallelError as exc:
+            self._stop_on_broken_group(exc)
         except Exception as exc:
             logger.exception("scheduler step failed; failing the requests in flight")
             return self.scheduler.fail_in_flight(RequestError.internal(f"internal error in the scheduler: {exc!r}"))
+
+    def _stop_on_broken_group(self, exc: TensorParallelError) -> None:
+        logger.error("%s; stopping the scheduler", exc)
+        time.sleep(FAILURE_GRACE_S)  # the launcher, watching every rank, names the dead one first
+        outputs = self.scheduler.fail_in_flight(RequestError.unavailable(str(exc)))
+        ipc.send(self.to_detokenizer, BatchTokenOut(outputs))
+        self.to_detokenizer.close(linger=2000)  # deliver them before exiting
+        exit_now(1)
 
 
 class StatePusher:
