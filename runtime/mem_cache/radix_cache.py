@@ -37,6 +37,7 @@ from typing import NamedTuple
 import torch
 
 from radixlm.runtime.mem_cache.memory_pool import KVPool
+from radixlm.runtime.mem_cache.radix_checks import check_tree, tree_text
 
 
 class TreeNode:
@@ -425,70 +426,11 @@ class RadixCache:
             stack.extend(node.children.values())
         return nodes
 
-    def _debug_recount(self) -> tuple[int, int]:
-        """(evictable, protected) recomputed by walking the tree, to compare with the counters."""
-        evictable = protected = 0
-        for node in self._walk():
-            if node is self.root_node:
-                continue
-            if node.lock_ref > 0:
-                protected += len(node.key)
-            else:
-                evictable += len(node.key)
-        return evictable, protected
-
     def check_invariants(self) -> None:
-        """Debug check, O(tree): counters, leaf set, node shapes and lock counts are consistent.
-
-        Raises `AssertionError` naming the first violation.
-        """
-        recount = self._debug_recount()
-        if recount != (self._evictable_size, self._protected_size):
-            raise AssertionError(
-                f"size counters (evictable={self._evictable_size}, "
-                f"protected={self._protected_size}) != tree recount {recount}"
-            )
-        leaves = set()
-        for node in self._walk():
-            if node is not self.root_node:
-                if not node.key or len(node.key) != node.value.numel():
-                    raise AssertionError(f"{node!r}: key/value length mismatch or empty key")
-                if not node.children:
-                    leaves.add(node)
-            child_locks = 0
-            for first, child in node.children.items():
-                if child.parent is not node or child.key[0] != first:
-                    raise AssertionError(f"{child!r}: wrong parent link or child key")
-                child_locks += child.lock_ref
-            if node is not self.root_node and node.lock_ref < child_locks:
-                raise AssertionError(f"{node!r}: lock_ref below the sum of its children's")
-        if leaves != self._leaves:
-            raise AssertionError("leaf set out of date")
-        self._check_subtree_counts()
-
-    def _check_subtree_counts(self) -> None:
-        nodes = self._walk()
-        if {n.id: n for n in nodes} != self._nodes:
-            raise AssertionError("node id map out of date")
-        for node in reversed(nodes):  # children come after their parent in _walk's order
-            expected = (1 + sum(c.subtree_nodes for c in node.children.values()),
-                        len(node.key) + sum(c.subtree_tokens for c in node.children.values()))
-            if (node.subtree_nodes, node.subtree_tokens) != expected:
-                raise AssertionError(f"{node!r}: subtree counts {(node.subtree_nodes, node.subtree_tokens)} "
-                                     f"!= recount {expected}")
+        """Debug check, O(tree): counters, leaf set, node shapes and lock counts are
+        consistent (radix_checks.py). Raises `AssertionError` naming the first violation."""
+        check_tree(self)
 
     def pretty_print(self) -> str:
         """The tree as indented text, one node per line (debug)."""
-        lines = [f"root (evictable={self._evictable_size}, protected={self._protected_size})"]
-
-        def visit(node: TreeNode, depth: int) -> None:
-            for child in node.children.values():
-                key = child.key if len(child.key) <= 8 else [*child.key[:8], "..."]
-                lines.append(
-                    f"{'  ' * depth}{key} len={len(child.key)} "
-                    f"lock_ref={child.lock_ref} t={child.last_access_time}"
-                )
-                visit(child, depth + 1)
-
-        visit(self.root_node, 1)
-        return "\n".join(lines)
+        return tree_text(self)
