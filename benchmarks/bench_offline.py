@@ -23,8 +23,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_prefix_sharing import machine_line  # noqa: E402
 from child import run_child  # noqa: E402
+from machine import machine_line, print_machine  # noqa: E402
 from peers import timed  # noqa: E402
 from workloads import random_prompts  # noqa: E402
 
@@ -72,6 +72,7 @@ def main() -> None:
         Path(args.run_one[1]).write_text(json.dumps(time_radixlm(w)))
         return
 
+    print_machine()
     from radixlm.runtime.model.loader import bundled_model_path, resolve_model
     from radixlm.runtime.model.tokenizer import load_tokenizer
 

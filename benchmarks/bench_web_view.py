@@ -35,8 +35,8 @@ import psutil
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_prefix_sharing import machine_line  # noqa: E402
 from bench_serving import WORKLOADS, launch_server  # noqa: E402
+from machine import machine_line  # noqa: E402
 
 STATS_EVERY_S = 0.333  # static/web_view.js STATS_EVERY_MS
 TREE_EVERY_S = 1.0  # static/web_view.js TREE_EVERY_MS
