@@ -7,7 +7,9 @@ on per-variable events (`get_var`) or on the `changed` condition (streaming iter
 
 Errors (A.6): an exception while executing a node is recorded for `error()`, warned about,
 and every pending variable is released; later nodes are skipped, so `sync()` never hangs and
-reading a missing variable raises a KeyError that names the original error.
+reading a missing variable raises a KeyError that names the original error. An exception
+of a streamed program body is queued behind the nodes the body submitted (`fail`), so what
+it appended before raising is still produced and streamed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import traceback
 import uuid
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from radixlm.lang.backend.base import BaseBackend, Prompt
 from radixlm.lang.chat_template import ChatTemplate
@@ -43,6 +45,12 @@ from radixlm.lang.ir import (
 )
 from radixlm.lang.reasoning import split_reasoning
 from radixlm.lang.stream_meta import merge_stream_events
+
+
+class _Failure(NamedTuple):
+    """Queued by `fail`: the program body's exception, recorded in order with its nodes."""
+
+    exc: BaseException
 
 
 class StreamExecutor:
@@ -76,6 +84,9 @@ class StreamExecutor:
         self._scope_start: dict[str, int] = {}
         self.error_: BaseException | None = None
         self.is_finished = False
+        # Streamed runs (runner.py): set once the program body, on a thread of its own, returns.
+        self.body_finished: threading.Event | None = None
+        self.body_thread: int | None = None
         self.changed = threading.Condition()  # notified on every text/variable/finish change
 
         self.use_thread = use_thread
@@ -100,9 +111,28 @@ class StreamExecutor:
             self._notify()
 
     def sync(self) -> None:
-        """Wait until every queued node has been executed (or skipped after an error)."""
+        """Wait until every queued node has been executed (or skipped after an error). Outside
+        the body of a streamed run, first until the body has returned: its thread may not have
+        submitted everything yet, and `text()` would then depend on thread timing."""
+        self.wait_for_body()
         if self.use_thread:
             self.queue.join()
+
+    def wait_for_body(self, timeout: float | None = None) -> bool:
+        """False if a streamed run's body is still running after `timeout` seconds."""
+        done = self.body_finished
+        if done is None or threading.get_ident() == self.body_thread:
+            return True
+        return done.wait(timeout)
+
+    def fail(self, exc: BaseException) -> None:
+        """Fail the state once the nodes submitted so far have run (the program body raised):
+        the text the body appended before raising is still produced and streamed, in order.
+        Recording the error at once would make the worker skip nodes still queued."""
+        if self.use_thread:
+            self.queue.put(_Failure(exc))
+        else:
+            self.record_error(exc)
 
     def end(self) -> None:
         """No more nodes: the worker exits after the queue drains and the state is finished."""
@@ -128,6 +158,8 @@ class StreamExecutor:
 
     def get_meta_info(self, name: Any, timeout: float | None = None) -> Any:
         event = self.variable_event.get(name)
+        if event is None and self.wait_for_body(timeout):  # the body may not have submitted it yet
+            event = self.variable_event.get(name)
         if event is not None and not event.wait(timeout):
             raise TimeoutError(f"variable {name!r} was not produced within {timeout} s")
         return self.meta_info.get(name)
@@ -212,7 +244,10 @@ class StreamExecutor:
             if expr is None:
                 self.queue.task_done()
                 break
-            self._run_node(expr)
+            if isinstance(expr, _Failure):
+                self.record_error(expr.exc)
+            else:
+                self._run_node(expr)
             self.queue.task_done()
             self._notify()
         self._finish()

@@ -34,6 +34,7 @@ def run_program(program: Any, backend: Any, func_args: tuple, func_kwargs: dict,
                               num_api_spec_tokens=program.num_api_spec_tokens, use_thread=use_thread)
     state = ProgramState(executor)
     if stream:
+        executor.body_finished = threading.Event()
         threading.Thread(target=_run_streamed_body, args=(state, program, func_args, func_kwargs),
                          daemon=True).start()
     else:
@@ -49,7 +50,7 @@ def _run_body(state: ProgramState, program: Any, func_args: tuple, func_kwargs: 
         if not record_errors:
             raise
         logger.exception("the program body of a streamed run raised")
-        state.stream_executor.record_error(exc)  # before end(): iterators then see the error
+        state.stream_executor.fail(exc)  # after the nodes it appended, before end()
     finally:
         state.stream_executor.end()
     if sync:
@@ -58,7 +59,14 @@ def _run_body(state: ProgramState, program: Any, func_args: tuple, func_kwargs: 
 
 def _run_streamed_body(state: ProgramState, program: Any, func_args: tuple, func_kwargs: dict) -> None:
     # Nobody can catch an exception raised in this thread: it becomes the state's error.
-    _run_body(state, program, func_args, func_kwargs, sync=False, record_errors=True)
+    # Readers on other threads wait for body_finished (StreamExecutor.sync); the body's own
+    # reads must not, or a body that syncs (fork does) would wait for itself.
+    executor = state.stream_executor
+    executor.body_thread = threading.get_ident()
+    try:
+        _run_body(state, program, func_args, func_kwargs, sync=False, record_errors=True)
+    finally:
+        executor.body_finished.set()
 
 
 def cache_program(program: Any, backend: Any) -> str:

@@ -19,6 +19,11 @@ raises its 400 (a `ValueError`) or, for any other exception while adding it, its
 with a 500. A request the model fails on mid-way (NaN/inf logits) returns its partial
 result with an abort finish_reason, status_code 500. Nothing waits forever: when the loop
 stops (shutdown, or a bug in the loop itself) every pending future is failed.
+
+With `tp=N` this process is rank 0 of a tensor-parallel group and starts ranks 1..N-1 as
+child processes (runtime/distributed/); a rank that dies stops the engine: every pending
+future fails with an `EngineClosedError` naming the rank and its exit code. The ranks are
+spawned processes, so a script that creates such an engine needs `if __name__ == "__main__":`.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from radixlm.runtime.bootstrap import build_runtime
+from radixlm.runtime.distributed.group import TensorParallelError
 from radixlm.runtime.errors import RequestError
 from radixlm.runtime.output.detokenizer import RequestDetokenizer
 from radixlm.runtime.output.response import ResponseBuilder
@@ -109,6 +115,7 @@ class Engine:
     def __init__(self, args: ServerArgs | None = None, **kwargs: Any) -> None:
         self.args = (args or ServerArgs()).replace(**kwargs) if kwargs else (args or ServerArgs())
         rt = build_runtime(self.args)
+        self._runtime = rt
         self.tokenizer = rt.tokenizer
         self.model_config = rt.model_config
         self.model_folder = rt.folder
@@ -257,6 +264,7 @@ class Engine:
         self._fail_all(error)
         self._drain(error)
         self.scheduler.grammars.shutdown()
+        self._runtime.close()
 
     def _run_once(self) -> bool:
         """Handle the queued commands (waiting for one only when idle), then one step."""
@@ -298,6 +306,8 @@ class Engine:
     def _step(self) -> None:
         try:
             outputs = self.scheduler.step()
+        except TensorParallelError:
+            raise  # no forward can run any more: stop the loop (it fails every caller)
         except Exception as exc:  # fail everything in flight, as the server does, and go on
             logger.exception("scheduler step failed")
             error = RequestError.internal(f"internal error in the scheduler: {exc!r}")

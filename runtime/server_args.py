@@ -49,6 +49,7 @@ class ServerArgs:
     max_body_size: int = 16 * 1024 * 1024  # HTTP request body limit in bytes (413 above it)
     scheduler_threads: int | None = None  # torch threads of the server's scheduler process
     dp: int = 1  # > 1: that many replicas behind sglang-router (runtime/server/dp_launch.py)
+    tp: int = 1  # > 1: one model split over that many ranks (tensor parallelism, runtime/distributed/)
     replica_name: str | None = None  # names this server in responses and /metrics (set by --dp)
 
     def __post_init__(self) -> None:
@@ -68,6 +69,8 @@ class ServerArgs:
             raise ValueError(f"schedule_policy must be lpm or fcfs (got {self.schedule_policy!r})")
         if self.dp < 1:
             raise ValueError(f"dp must be >= 1 (got {self.dp})")
+        if self.tp < 1:
+            raise ValueError(f"tp must be >= 1 (got {self.tp})")
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be in [0, 65535] (got {self.port})")
 

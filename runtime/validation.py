@@ -1,6 +1,6 @@
 """Field rules: what one request field accepts, checked and described in one place.
 
-    MAX_TOKENS = Int(lo=0, integral_float=False, description="default 16")
+    MAX_TOKENS = Int(lo=0, description="default 16")
     n = MAX_TOKENS.check("max_tokens", body.get("max_tokens"), default=16)  # ValueError naming it
     MAX_TOKENS.schema()  # its JSON-schema fragment, for /openapi.json (http/openapi_spec.py)
 
@@ -33,8 +33,8 @@ class Rule:
     plural = "values"
 
     def check(self, name: str, value: Any, default: Any = None) -> Any:
-        """`value` checked and in canonical form (5.0 -> 5 where allowed); `default` for a null
-        when nullable. ValueError naming `name` when the value is refused."""
+        """`value` checked; `default` for a null when nullable. ValueError naming `name` when
+        the value is refused."""
         if value is None and self.nullable:
             return default
         return self._check(name, value)
@@ -60,19 +60,19 @@ class Rule:
 
 @dataclass(frozen=True, kw_only=True)
 class Int(Rule):
-    """An integer in [lo, hi]. `integral_float`: 5.0 counts as 5 (JSON has one number type);
-    the OpenAI routes' own fields refuse it, the sampling parameters accept it."""
+    """An integer literal in [lo, hi]. 5.0 is refused on every route, with a message saying
+    to send 5: the OpenAI routes always refused it, /generate took it, and one rule for both
+    keeps a client's request valid or invalid wherever it is sent."""
 
     lo: int | None = None
     hi: int | None = None
-    integral_float: bool = True
 
     what = "an integer"
     plural = "integers"
 
     def _check(self, name: str, value: Any) -> int:
-        if self.integral_float and isinstance(value, float) and value.is_integer():
-            value = int(value)
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+            raise ValueError(f"{name} must be an integer literal (got {value!r}); send {int(value)}")
         if not isinstance(value, int) or isinstance(value, bool):  # True is an int to Python
             raise self._refused(name, value)
         if self.lo is not None and value < self.lo:
@@ -91,9 +91,9 @@ class Int(Rule):
 
     def schema(self) -> Schema:
         s = super().schema()
-        if not self.integral_float:  # JSON Schema counts 5.0 as an integer; this check does not
-            literal = "(an integer literal: 5, not 5.0)"
-            s["description"] = f"{self.description} {literal}" if self.description else literal
+        # JSON Schema counts 5.0 as an integer; this check does not.
+        literal = "(an integer literal: 5, not 5.0)"
+        s["description"] = f"{self.description} {literal}" if self.description else literal
         return s
 
 

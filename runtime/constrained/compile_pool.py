@@ -165,7 +165,8 @@ class CompilePool:
             return (f"compiling this {w.job.key.kind} crashed its worker process "
                     f"(exit code {w.proc.exitcode}); simplify it")
         if time.monotonic() - w.started_at > w.job.timeout_s:
-            return f"the {w.job.key.kind} took longer than {w.job.timeout_s:g} s to compile; simplify it"
+            limit = w.job.limit_s if w.job.limit_s is not None else w.job.timeout_s
+            return f"the {w.job.key.kind} took longer than {limit:g} s to compile; simplify it"
         grown = _rss(w.proc.pid) - w.idle_rss
         if grown > self.memory_limit_bytes:
             return (f"the {w.job.key.kind} needs more than {self.memory_limit_bytes >> 20} MiB to compile "

@@ -41,7 +41,8 @@ class CompileJob:
     distances: bool  # build the distance table
     max_regex_chars: int
     max_grammar_bytes: int
-    timeout_s: float = 30.0  # the pool kills the worker past it
+    timeout_s: float = 30.0  # the pool kills the worker past it: what is left of the limit
+    limit_s: float | None = None  # the limit the client is told of (None: timeout_s)
 
 
 @dataclass

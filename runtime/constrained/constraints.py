@@ -68,10 +68,10 @@ def constraint_regex(kind: str, canonical: str, whitespace: str | None = COMPACT
     if kind == "regex":
         return strip_outer_anchors(canonical)
     if kind == "json_schema":
-        if '"$ref"' in canonical:  # bound recursion ourselves (schema_refs.py says why)
-            canonical = json.dumps(inline_refs(json.loads(canonical), MAX_JSON_RECURSION_DEPTH),
-                                   separators=(",", ":"), ensure_ascii=False)
         try:
+            if '"$ref"' in canonical:  # bound recursion ourselves (schema_refs.py says why)
+                canonical = json.dumps(inline_refs(json.loads(canonical), MAX_JSON_RECURSION_DEPTH),
+                                       separators=(",", ":"), ensure_ascii=False)
             return build_regex_from_schema(canonical, whitespace, MAX_JSON_RECURSION_DEPTH)
         except (ValueError, TypeError, RuntimeError) as e:
             raise ValueError(f"unsupported json_schema: {e}") from None

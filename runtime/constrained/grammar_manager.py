@@ -209,14 +209,16 @@ class GrammarManager:
 
     def _start(self, entry: _Entry) -> None:
         elapsed = time.monotonic() - entry.submitted_at
-        budget = self.limits.compile_timeout_s - elapsed
-        if entry.backend == "outlines":
-            budget = min(budget, self.limits.outlines_timeout_s)
+        limit = self.limits.compile_timeout_s
+        budget = limit - elapsed
+        if entry.backend == "outlines" and self.limits.outlines_timeout_s < budget:
+            limit = budget = self.limits.outlines_timeout_s
         entry.job_id = next(self._job_ids)
         self._jobs[entry.job_id] = entry
         self._pool.submit(CompileJob(
             entry.job_id, entry.key, entry.backend, self.jump_forward, self.distances,
-            self.limits.max_regex_chars, self.limits.max_grammar_bytes, timeout_s=max(budget, 0.001)))
+            self.limits.max_regex_chars, self.limits.max_grammar_bytes,
+            timeout_s=max(budget, 0.001), limit_s=limit))
 
     def _collect(self) -> None:
         for outcome in self._pool.poll():

@@ -54,7 +54,7 @@ def _resolve(root: Any, ref: str) -> Any:
     for part in ref[1:].split("/")[1:] if ref != "#" else []:
         part = part.replace("~1", "/").replace("~0", "~")
         if not isinstance(node, dict) or part not in node:
-            raise ValueError(f"unresolvable $ref {ref!r}")
+            raise ValueError(f"the reference $ref {ref!r} names nothing in the schema")
         node = node[part]
     return node
 

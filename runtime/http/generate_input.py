@@ -4,17 +4,17 @@
     batch.specs                    # one RequestSpec per (prompt, sample), in response order
 
 A list `text` / 2-D `input_ids` is a batch; `n > 1` expands each prompt into n samples
-(prompt-major, as SGLang orders them). Per-item fields may be a scalar shared by the batch
-or a list with one entry per prompt. Unknown top-level keys are a 400 (request_fields.py:
+(prompt-major, as SGLang orders them), each with a seed of its own when the request has one
+(`SamplingParams.for_choice`). Per-item fields may be a scalar shared by the batch or a
+list with one entry per prompt. Unknown top-level keys are a 400 (request_fields.py:
 SGLang's other GenerateReqInput fields pass only when empty); unknown `sampling_params` keys
 are rejected by `SamplingParams.from_dict`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from radixlm.runtime.http.request_fields import GENERATE_FIELDS, check_fields
@@ -46,6 +46,9 @@ class RequestSpec:
     top_logprobs_num: int = 0
     return_text_in_logprobs: bool = False
     add_special_tokens: bool = True  # False for chat-template text (it has its own markup)
+    # The route's names for `max_new_tokens` and `input_ids`, for errors found after parsing
+    # (scheduler/request_checks.py); /generate's own names when empty.
+    field_names: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,7 +77,7 @@ def parse_generate(body: Any) -> GenerateBatch:
         for j in range(params[i].n):
             spec = RequestSpec(
                 rid=rids[i * n + j],
-                params=dataclasses.replace(params[i], n=1),
+                params=params[i].for_choice(j),
                 return_logprob=logprob[i],
                 logprob_start_len=start[i],
                 top_logprobs_num=top[i],
@@ -99,10 +102,12 @@ def _prompts(body: dict) -> tuple[list, bool]:
         if isinstance(text, list) and text and all(isinstance(t, str) for t in text):
             return list(text), True
         raise ValueError("text must be a string or a non-empty list of strings")
+    # The body's own lists, not copies: nothing else holds them, and copying millions of ids
+    # is one C call that holds the GIL (this runs in the tokenizer pool's worker for big bodies).
     if _is_id_list(ids):
-        return [list(ids)], False
+        return [ids], False
     if isinstance(ids, list) and ids and all(_is_id_list(x) for x in ids):
-        return [list(x) for x in ids], True
+        return list(ids), True
     raise ValueError("input_ids must be a non-empty list of token ids or a list of such lists")
 
 

@@ -5,15 +5,19 @@ routes from `openai_api.py` and the web view's from `web_view.py`, behind the gu
     app = build_app(tm, args)          # tm: a TokenizerManager; served by launch.py on uvicorn
 
 Handlers parse and validate (ValueError -> 400), submit to the TokenizerManager, then either
-wait for the results or stream SSE events; they never block the event loop on the model.
+wait for the results or stream SSE events; they never block the event loop on the model,
+nor on a large body (parsing and tokenizing it run in the tokenizer pool's worker), and
+scheduler facts come from the latest snapshot it pushed (/metrics, /server_info).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
+import json
 import time
+from collections.abc import Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,7 +27,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from radixlm.runtime.errors import RequestError
-from radixlm.runtime.http.common import OPEN_PATHS, GuardMiddleware, handle_http_error, read_json
+from radixlm.runtime.http.common import (
+    INLINE_JSON_BYTES,
+    OPEN_PATHS,
+    GuardMiddleware,
+    handle_http_error,
+    read_json,
+)
 from radixlm.runtime.http.generate_input import RequestSpec, parse_generate
 from radixlm.runtime.http.metrics import CONTENT_TYPE
 from radixlm.runtime.http.model_info import frontend_model_path, served_model_name
@@ -33,6 +43,7 @@ from radixlm.runtime.http.request_lifecycle import collect, raise_first_error, s
 from radixlm.runtime.http.web_view import PAGE_PATHS, web_view_routes
 from radixlm.runtime.sampling.sampling_params import SamplingParams
 from radixlm.runtime.server.tokenizer_manager import TokenizerManager
+from radixlm.runtime.server.tokenizer_pool import INLINE_CHARS
 from radixlm.runtime.server_args import ServerArgs
 
 VERSION = "0.1.0"
@@ -66,13 +77,14 @@ class NativeApi:
         self.started = time.time()
         self.openapi_spec = build_openapi(VERSION, api_key=bool(args.api_key), max_body_size=args.max_body_size)
 
-    async def body(self, request: Request):
-        return await read_json(request, self.args.max_body_size)
+    async def body(self, request: Request, then: Callable[[Any], Any] | None = None,
+                   inline_bytes: int = INLINE_JSON_BYTES) -> Any:
+        return await read_json(request, self.args.max_body_size, self.tm.pool.run, then, inline_bytes)
 
     async def generate(self, request: Request) -> Response:
-        batch = parse_generate(await self.body(request))
+        batch = await self.body(request, parse_generate)
         if batch.stream:
-            return await stream_response(self.tm, batch.specs,
+            return await stream_response(request, self.tm, batch.specs,
                                          lambda _: NativeRenderer(batch.is_batch, self.args.replica_name))
         states = await collect(request, self.tm, batch.specs)
         if states is None:
@@ -104,10 +116,10 @@ class NativeApi:
         args = dataclasses.asdict(self.args)
         if args.get("api_key"):
             args["api_key"] = "<redacted>"
-        try:
-            internal = [dataclasses.asdict(await self.tm.get_state(timeout=10.0))]
-        except TimeoutError:
-            internal = []
+        # The latest snapshot the scheduler pushed: it never waits for a step in progress.
+        state = self.tm.scheduler_state
+        internal = [] if state is None else [{**dataclasses.asdict(state),
+                                              "snapshot_age_s": round(time.time() - state.taken_at, 3)}]
         return JSONResponse({
             **args,
             **{k: v for k, v in self.tm.scheduler_info.items() if k != "pid"},
@@ -129,7 +141,7 @@ class NativeApi:
     async def health_generate(self, request: Request) -> Response:
         spec = RequestSpec(rid=f"health-{time.monotonic_ns()}", text="hi",
                            params=SamplingParams.from_dict({"max_new_tokens": 1, "temperature": 0}))
-        states = self.tm.submit_all([spec])
+        states = await self.tm.submit_all([spec])
         try:
             await asyncio.wait_for(states[0].done.wait(), HEALTH_GENERATE_TIMEOUT)
         except TimeoutError:
@@ -148,9 +160,12 @@ class NativeApi:
         if not (isinstance(rid, str) or (rid is None and abort_all)):
             raise ValueError(f"rid must be a string (or pass abort_all: true) (got {rid!r})")
         rids = list(self.tm.states) if abort_all else [rid]
-        for r in rids:
+        aborted = [r for r in rids if r in self.tm.states]
+        for r in aborted:
             self.tm.abort(r, "aborted by /abort_request")
-        return JSONResponse({"aborted": rids})
+        if not abort_all and not aborted:  # a typo or a finished request: say so (B.9)
+            raise RequestError.of(404, f"no request with rid {rid!r} is in flight (it finished, or never existed)")
+        return JSONResponse({"aborted": aborted, "not_found": sorted(set(rids) - set(aborted))})
 
     async def concate_and_append(self, request: Request) -> Response:
         # The frontend's src/dst ids are never sent as rids (wire-protocol B.2): a no-op is correct.
@@ -158,21 +173,27 @@ class NativeApi:
         return JSONResponse({"success": True})
 
     async def encode(self, request: Request) -> Response:
-        body = await self.body(request)
+        # Tokenizing (and rendering the ids of) a long text runs in the pool's worker.
+        payload = await self.body(request, self._encoded, inline_bytes=INLINE_CHARS)
+        return Response(payload, media_type="application/json")
+
+    def _encoded(self, body: Any) -> bytes:
+        """The /encode answer as JSON bytes, as JSONResponse would render it. A text longer than
+        any prompt could be is refused (TokenizerPool.check_text_length)."""
         text = body.get("text") if isinstance(body, dict) else None
         if isinstance(text, str):
-            return JSONResponse({"input_ids": self.tm.tokenizer(text).input_ids})
-        if isinstance(text, list) and all(isinstance(t, str) for t in text):
-            return JSONResponse({"input_ids": [self.tm.tokenizer(t).input_ids for t in text]})
-        raise ValueError("text must be a string or a list of strings")
+            ids: list = self.tm.pool.token_ids(text)
+        elif isinstance(text, list) and all(isinstance(t, str) for t in text):
+            ids = [self.tm.pool.token_ids(t) for t in text]
+        else:
+            raise ValueError("text must be a string or a list of strings")
+        return json.dumps({"input_ids": ids}, separators=(",", ":")).encode()
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(self.openapi_spec)
 
     async def metrics(self, request: Request) -> Response:
-        # Refresh the scheduler gauges; on a timeout serve the last known ones.
-        with contextlib.suppress(asyncio.TimeoutError):
-            await self.tm.get_state(timeout=5.0)
+        # The scheduler gauges are those of its latest pushed snapshot (never a wait on a step).
         return Response(self.tm.metrics.render(), media_type=CONTENT_TYPE)
 
     def routes(self) -> list[Route]:

@@ -17,13 +17,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from radixlm.runtime.errors import RequestError
+from radixlm.runtime.http.chat_messages import chat_messages
 from radixlm.runtime.http.common import read_json
 from radixlm.runtime.http.generate_input import RequestSpec
 from radixlm.runtime.http.model_info import served_model_name
@@ -31,6 +33,7 @@ from radixlm.runtime.http.request_fields import FieldPolicy, check_fields, opena
 from radixlm.runtime.http.request_lifecycle import collect, stream_response
 from radixlm.runtime.sampling.sampling_params import SamplingParams
 from radixlm.runtime.server.tokenizer_manager import ReqState, TokenizerManager
+from radixlm.runtime.server.tokenizer_pool import INLINE_CHARS
 from radixlm.runtime.server_args import ServerArgs
 from radixlm.runtime.validation import Bool, Int, Rule
 
@@ -51,20 +54,20 @@ SAMPLING_FIELDS = {
 }
 FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "abort"}
 # The routes' own fields (openapi_spec.py describes them from here; the SAMPLING_FIELDS are
-# SamplingParams'). Unlike the sampling parameters, these integers refuse 5.0, as they always have.
-_COMMON_RULES: dict[str, Rule] = {"n": Int(lo=1, hi=128, integral_float=False), "stream": Bool()}
+# SamplingParams').
+_COMMON_RULES: dict[str, Rule] = {"n": Int(lo=1, hi=128), "stream": Bool()}
 COMPLETION_RULES: dict[str, Rule] = {
     **_COMMON_RULES,
-    "max_tokens": Int(lo=0, integral_float=False, description="default 16; 0 only with echo (scores the prompt)"),
-    "logprobs": Int(lo=0, hi=20, integral_float=False),
+    "max_tokens": Int(lo=0, description="default 16; 0 only with echo (scores the prompt)"),
+    "logprobs": Int(lo=0, hi=20),
     "echo": Bool(description="prepend the prompt (and its logprobs)"),
 }
 CHAT_RULES: dict[str, Rule] = {
     **_COMMON_RULES,
-    "max_tokens": Int(lo=0, integral_float=False, description="default: as much as fits the context"),
-    "max_completion_tokens": Int(lo=0, integral_float=False, description="overrides max_tokens"),
+    "max_tokens": Int(lo=0, description="default: as much as fits the context"),
+    "max_completion_tokens": Int(lo=0, description="overrides max_tokens"),
     "logprobs": Bool(),
-    "top_logprobs": Int(lo=0, hi=20, integral_float=False),
+    "top_logprobs": Int(lo=0, hi=20, description="only with logprobs: true (else a 400)"),
 }
 _COMMON_FIELDS = {"n", "stream", "stream_options", "response_format", "tools", "tool_choice", *SAMPLING_FIELDS}
 COMPLETION_FIELDS = openai_policy(
@@ -143,6 +146,17 @@ def _max_tokens(body: dict, rules: dict[str, Rule], names: tuple[str, ...]) -> t
         if (v := _field(body, rules, name)) is not None:
             return v, name
     return None, names[-1]
+
+
+def _streaming(body: dict) -> tuple[bool, bool]:
+    """(stream, include_usage); OpenAI's 400 for stream_options without stream: true."""
+    stream = _field(body, _COMMON_RULES, "stream", False)
+    opts = body.get("stream_options")
+    if opts is not None and not stream:
+        raise ValueError("stream_options needs stream: true (got stream_options without it)")
+    if opts is not None and not isinstance(opts, dict):
+        raise ValueError(f"stream_options must be an object like {{\"include_usage\": true}} (got {opts!r})")
+    return stream, bool((opts or {}).get("include_usage"))
 
 
 def _finish(meta: dict) -> tuple[str | None, Any]:
@@ -252,6 +266,17 @@ class _StreamRenderer:
                  "choices": [], "usage": _usage(self.states, self.n)}]
 
 
+class _Call(NamedTuple):
+    """One OpenAI call, parsed: the specs to run and how to answer."""
+
+    specs: list[RequestSpec]
+    n: int
+    chat: bool
+    stream: bool
+    include_usage: bool
+    echoes: list[str] | None = None  # completions with echo: each spec's prompt text
+
+
 class OpenAIApi:
     def __init__(self, tm: TokenizerManager, args: ServerArgs) -> None:
         self.tm = tm
@@ -259,8 +284,12 @@ class OpenAIApi:
         self.model_name = served_model_name(args)
         self.created = int(time.time())
 
-    async def _body(self, request: Request, fields: FieldPolicy) -> dict:
-        body = await read_json(request, self.args.max_body_size)
+    async def _parsed(self, request: Request, build: Callable[[dict], _Call]) -> _Call:
+        """The call `build` makes of the body. Over INLINE_CHARS bytes, decoding, checking,
+        templating and tokenizing the prompt all run in the tokenizer pool's worker."""
+        return await read_json(request, self.args.max_body_size, self.tm.pool.run, build, INLINE_CHARS)
+
+    def _checked(self, body: Any, fields: FieldPolicy) -> dict:
         if not isinstance(body, dict):
             raise ValueError("the request body must be a JSON object")
         check_fields(body, fields)
@@ -269,7 +298,10 @@ class OpenAIApi:
 
     # ---- completions --------------------------------------------------------------------
     async def completions(self, request: Request) -> Response:
-        body = await self._body(request, COMPLETION_FIELDS)
+        return await self._run(request, await self._parsed(request, self._completion_call))
+
+    def _completion_call(self, body: Any) -> _Call:
+        body = self._checked(body, COMPLETION_FIELDS)
         prompts = _completion_prompts(body.get("prompt"))
         echo = _field(body, COMPLETION_RULES, "echo", False)
         max_tokens, name = _max_tokens(body, COMPLETION_RULES, ("max_tokens",))
@@ -279,53 +311,55 @@ class OpenAIApi:
         n = _field(body, COMPLETION_RULES, "n", 1)
         logprobs = _field(body, COMPLETION_RULES, "logprobs")
         specs = [
-            RequestSpec(rid=uuid.uuid4().hex, params=params,
+            RequestSpec(rid=uuid.uuid4().hex, params=params.for_choice(j),
                         text=p if isinstance(p, str) else None,
                         input_ids=p if isinstance(p, list) else None,
                         return_logprob=logprobs is not None, top_logprobs_num=logprobs or 0,
-                        return_text_in_logprobs=True, logprob_start_len=0 if echo else -1)
-            for p in prompts for _ in range(n)
+                        return_text_in_logprobs=True, logprob_start_len=0 if echo else -1,
+                        field_names={"max_new_tokens": name, "input_ids": "prompt"})
+            for p in prompts for j in range(n)
         ]
         echoes = [self._prompt_text(p) for p in prompts for _ in range(n)] if echo else None
-        return await self._run(request, body, specs, n, chat=False, echoes=echoes)
+        return _Call(specs, n, False, *_streaming(body), echoes=echoes)
 
     def _prompt_text(self, prompt: str | list[int]) -> str:
         return prompt if isinstance(prompt, str) else self.tm.tokenizer.decode(prompt)
 
     # ---- chat ---------------------------------------------------------------------------
     async def chat_completions(self, request: Request) -> Response:
-        body = await self._body(request, CHAT_FIELDS)
-        ids = self._chat_prompt_ids(body.get("messages"))
+        return await self._run(request, await self._parsed(request, self._chat_call))
+
+    def _chat_call(self, body: Any) -> _Call:
+        body = self._checked(body, CHAT_FIELDS)
         max_tokens, name = _max_tokens(body, CHAT_RULES, ("max_completion_tokens", "max_tokens"))
+        want = _field(body, CHAT_RULES, "logprobs", False)
+        top = _field(body, CHAT_RULES, "top_logprobs")
+        if top is not None and not want:  # OpenAI's 400: top_logprobs alone returns nothing
+            raise ValueError("top_logprobs needs logprobs: true (got top_logprobs without it)")
+        n = _field(body, CHAT_RULES, "n", 1)
+        streaming = _streaming(body)  # before the prompt: a bad field is refused before tokenizing
+        text = self.tm.render_chat(chat_messages(body.get("messages")))
+        ids = self.tm.pool.token_ids(text, add_special_tokens=False)
         if max_tokens is None:  # as much as fits, like OpenAI (bounded by the context and the pool)
             room = min(self.tm.scheduler_info.get("context_len", 0), self.tm.scheduler_info.get("kv_pool_size", 0))
             max_tokens = max(room - len(ids), 1)
         params = _sampling_params(body, max_tokens, name)
-        n = _field(body, CHAT_RULES, "n", 1)
-        want = _field(body, CHAT_RULES, "logprobs", False)
-        top = _field(body, CHAT_RULES, "top_logprobs", 0)
-        specs = [RequestSpec(rid=uuid.uuid4().hex, params=params, input_ids=ids, return_logprob=want,
-                             top_logprobs_num=top if want else 0, return_text_in_logprobs=True)
-                 for _ in range(n)]
-        return await self._run(request, body, specs, n, chat=True)
-
-    def _chat_prompt_ids(self, messages: Any) -> list[int]:
-        return self.tm.tokenizer(render_chat_prompt(self.tm, messages), add_special_tokens=False).input_ids
+        specs = [RequestSpec(rid=uuid.uuid4().hex, params=params.for_choice(j), input_ids=ids,
+                             return_logprob=want, top_logprobs_num=top or 0, return_text_in_logprobs=True,
+                             field_names={"max_new_tokens": name, "input_ids": "messages"})
+                 for j in range(n)]
+        return _Call(specs, n, True, *streaming)
 
     # ---- shared -------------------------------------------------------------------------
-    async def _run(self, request: Request, body: dict, specs: list[RequestSpec], n: int,
-                   chat: bool, echoes: list[str] | None = None) -> Response:
-        stream = _field(body, _COMMON_RULES, "stream", False)
-        want_logprobs = specs[0].return_logprob
-        if stream:
-            opts = body.get("stream_options") or {}
-            include_usage = bool(opts.get("include_usage")) if isinstance(opts, dict) else False
-            return await stream_response(self.tm, specs, lambda states: _StreamRenderer(
-                self, states, n, chat, include_usage, want_logprobs, echoes))
-        states = await collect(request, self.tm, specs)
+    async def _run(self, request: Request, call: _Call) -> Response:
+        want_logprobs = call.specs[0].return_logprob
+        if call.stream:
+            return await stream_response(request, self.tm, call.specs, lambda states: _StreamRenderer(
+                self, states, call.n, call.chat, call.include_usage, want_logprobs, call.echoes))
+        states = await collect(request, self.tm, call.specs)
         if states is None:
             return Response(status_code=499)
-        return JSONResponse(self._response(states, n, chat, want_logprobs, echoes))
+        return JSONResponse(self._response(states, call.n, call.chat, want_logprobs, call.echoes))
 
     def _response(self, states: list[ReqState], n: int, chat: bool, want_logprobs: bool,
                   echoes: list[str] | None) -> dict:
@@ -379,32 +413,6 @@ def _completion_prompts(prompt: Any) -> list[str | list[int]]:
     if isinstance(prompt, list) and prompt and all(isinstance(p, str) or is_ids(p) for p in prompt):
         return list(prompt)
     raise ValueError("prompt must be a string, a list of strings, a list of token ids or a list of such lists")
-
-
-def render_chat_prompt(tm: TokenizerManager, messages: Any) -> str:
-    """The prompt text of chat `messages` (the chat template applied; the web view's
-    playground shows it too). ValueError for malformed messages."""
-    if not isinstance(messages, list) or not messages:
-        raise ValueError("messages must be a non-empty list of {role, content} objects")
-    clean = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise ValueError(f"messages[{i}] must be an object with a string role")
-        clean.append({"role": m["role"], "content": _message_text(m.get("content"), i)})
-    return tm.render_chat(clean)
-
-
-def _message_text(content: Any, i: int) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise ValueError(f"messages[{i}].content: only text parts are supported")
-            parts.append(part["text"])
-        return "".join(parts)
-    raise ValueError(f"messages[{i}].content must be a string or a list of text parts")
 
 
 def openai_routes(tm: TokenizerManager, args: ServerArgs) -> list[Route]:

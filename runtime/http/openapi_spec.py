@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from radixlm.runtime.http import generate_input
+from radixlm.runtime.http import chat_messages, generate_input
 from radixlm.runtime.http.common import FILE_FIELDS, OPEN_PATHS
 from radixlm.runtime.http.openai_api import (
     CHAT_FIELDS,
@@ -151,7 +151,7 @@ ERROR_STATUS = {"BadRequest": "400", "Unauthorized": "401", "NotFound": "404", "
 ERROR_TEXT = {
     "BadRequest": "Bad input (the message names the field and what to send instead)",
     "Unauthorized": "Missing or wrong API key",
-    "NotFound": "No such route or model",
+    "NotFound": "No such route, model, or request in flight (/abort_request)",
     "TooLarge": "The request body exceeds --max-body-size",
     "UnsupportedMediaType": "A request body whose Content-Type is not JSON",
     "Unavailable": "Starting, shutting down or overloaded; retry after the Retry-After header",
@@ -244,7 +244,8 @@ def _openai_common(policy: FieldPolicy, rules: dict[str, Rule]) -> dict[str, Sch
     return {
         **_policy_fields(policy),
         "model": {"description": "ignored: the server serves one model"},
-        "stream_options": _nullable({"type": "object", "properties": {"include_usage": {}}}),
+        "stream_options": _nullable({"type": "object", "properties": {"include_usage": {}},
+                                     "description": "only with stream: true (else a 400)"}),
         "response_format": _nullable({"anyOf": [_ref("ResponseFormatSimple"), _ref("ResponseFormatJsonSchema")]}),
         "tools": {"description": "refused when non-empty (unless tool_choice is \"none\")"},
         "tool_choice": {},
@@ -272,10 +273,13 @@ def _completion_request() -> Schema:
 def _chat_message() -> Schema:
     part = {"type": "object", "required": ["type", "text"],
             "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}
+    name = {"type": "string", "pattern": f"^{chat_messages.NAME.pattern}$",
+            "description": "OpenAI's rule: no room for template markup"}
     return {
         "type": "object",
         "required": ["role"],
-        "properties": {"role": {"type": "string"},
+        "properties": {"role": {"enum": list(chat_messages.ROLES)},
+                       "name": _nullable(name),
                        "content": _nullable({"anyOf": [{"type": "string"}, _list(part)]})},
     }
 
@@ -478,9 +482,7 @@ def _native_paths() -> dict[str, Schema]:
     return {
         "/generate": _post("Generate (SGLang native, wire-protocol B.7)", "GenerateRequest", generate_ok),
         "/encode": _post("Tokenize text", "EncodeRequest", _json_ok({"type": "object", "required": ["input_ids"]})),
-        "/abort_request": _post("Abort a request by rid, or all", "AbortRequest",
-                                _json_ok({"type": "object", "required": ["aborted"],
-                                          "properties": {"aborted": _list({"type": "string"})}})),
+        "/abort_request": _abort_request(),
         "/concate_and_append_request": _post("Frontend join hint (a no-op)", "ConcateAndAppendRequest",
                                              _json_ok({"type": "object", "properties": {"success": {"const": True}}})),
         "/flush_cache": {"get": flush, "post": dict(flush)},
@@ -494,6 +496,16 @@ def _native_paths() -> dict[str, Schema]:
         "/metrics": _get("Prometheus metrics", _text_ok("Metrics in the Prometheus text format")),
         "/openapi.json": _get("This document", _json_ok({"type": "object", "required": ["openapi", "paths"]})),
     }
+
+
+def _abort_request() -> Schema:
+    rids = _list({"type": "string"})
+    ok = _json_ok({"type": "object", "required": ["aborted", "not_found"],
+                   "properties": {"aborted": rids, "not_found": rids}},
+                  "The rids aborted and those not in flight (abort_all: every rid in flight)")
+    path = _post("Abort a request by rid, or all; 404 for one rid that is not in flight", "AbortRequest", ok)
+    path["post"]["responses"]["404"] = _ref_response("NotFound")
+    return path
 
 
 def _openai_paths() -> dict[str, Schema]:

@@ -6,6 +6,9 @@ Shared by the native and OpenAI routes:
   * `sse_stream` turns stream events into `data: ...` chunks, one write per event, ending
     with `data: [DONE]`; when the client disconnects the response task is cancelled and the
     generator's `finally` aborts whatever is unfinished, so the scheduler frees its KV.
+The disconnect is watched from the moment the body is read, through tokenizing, queueing and
+prefill (`unless_disconnected`): a stream's first event can be seconds of prefill away, and
+until it comes there is no StreamingResponse listening for `http.disconnect`.
 A request that failed carries its `RequestError` (ReqState.error, StreamItem.error): before
 any byte is sent it becomes the response's status, after that an `{"error": ...}` event.
 """
@@ -14,16 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from radixlm.runtime.errors import RequestError
 from radixlm.runtime.http.generate_input import RequestSpec
 from radixlm.runtime.server.tokenizer_manager import ReqState, StreamItem, TokenizerManager
 
+T = TypeVar("T")
 DONE = b"data: [DONE]\n\n"
 DISCONNECT_MESSAGE = "client disconnected"
 
@@ -45,9 +49,28 @@ def error_event(error: RequestError) -> dict:
     return body
 
 
+class ClientGone(Exception):
+    """The client closed the connection before the answer started."""
+
+
 async def _client_disconnected(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """`work`'s result, or ClientGone (with `work` cancelled) if the client leaves first."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_client_disconnected(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+    if task.cancelled() or not task.done():
+        raise ClientGone
+    return task.result()
 
 
 async def _all_done(states: list[ReqState]) -> None:
@@ -58,39 +81,44 @@ async def _all_done(states: list[ReqState]) -> None:
 async def collect(request: Request, tm: TokenizerManager, specs: list[RequestSpec]) -> list[ReqState] | None:
     """Submit `specs` and wait for all of them: their states, or None if the client left
     (they are aborted). Raises the first request's error, if one failed."""
-    states = tm.submit_all(specs)
-    if not await wait_all(request, tm, states):
+    states: list[ReqState] = []
+
+    async def submit_and_wait() -> None:
+        states.extend(await tm.submit_all(specs))
+        await _all_done(states)
+
+    try:
+        await unless_disconnected(request, submit_and_wait())
+    except ClientGone:
         return None
+    finally:
+        tm.abort_unfinished(states, DISCONNECT_MESSAGE)
     raise_first_error(states)
     return states
 
 
-async def stream_response(tm: TokenizerManager, specs: list[RequestSpec],
-                          renderer: Callable[[list[ReqState]], StreamRenderer]) -> StreamingResponse:
+async def stream_response(request: Request, tm: TokenizerManager, specs: list[RequestSpec],
+                          renderer: Callable[[list[ReqState]], StreamRenderer]) -> Response:
     """Submit `specs` as one SSE stream. A request rejected before its first event makes the
-    whole call fail with its status (nothing has been sent yet), aborting the others."""
+    whole call fail with its status (nothing has been sent yet), aborting the others; a client
+    that leaves before the first event aborts them all at once (an empty 499)."""
     sink: asyncio.Queue = asyncio.Queue()
-    states = tm.submit_all(specs, sink)
+    states: list[ReqState] = []
+
+    async def submit_and_first() -> StreamItem:
+        states.extend(await tm.submit_all(specs, sink))
+        return await first_event(sink)
+
     try:
-        first = await first_event(sink)
+        first = await unless_disconnected(request, submit_and_first())
+    except ClientGone:
+        tm.abort_unfinished(states, DISCONNECT_MESSAGE)
+        return Response(status_code=499)
     except BaseException:
         tm.abort_unfinished(states, "another request of the same call was rejected")
         raise
     events = sse_stream(tm, states, sink, first, renderer(states))
     return StreamingResponse(events, media_type="text/event-stream")
-
-
-async def wait_all(request: Request, tm: TokenizerManager, states: list[ReqState]) -> bool:
-    """Wait until every request finished (True) or the client went away (False, aborted)."""
-    finished = asyncio.ensure_future(_all_done(states))
-    gone = asyncio.ensure_future(_client_disconnected(request))
-    try:
-        await asyncio.wait({finished, gone}, return_when=asyncio.FIRST_COMPLETED)
-        return finished.done()
-    finally:
-        finished.cancel()
-        gone.cancel()
-        tm.abort_unfinished(states, DISCONNECT_MESSAGE)
 
 
 class StreamRenderer(Protocol):

@@ -28,10 +28,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from radixlm.runtime.errors import RequestError
+from radixlm.runtime.http.chat_messages import chat_messages
 from radixlm.runtime.http.common import read_json
-from radixlm.runtime.http.openai_api import render_chat_prompt
 from radixlm.runtime.mem_cache.tree_snapshot import NodeView, TreeQuery, TreeSnapshot
 from radixlm.runtime.server.tokenizer_manager import TokenizerManager
+from radixlm.runtime.server.tokenizer_pool import INLINE_CHARS
 from radixlm.runtime.server_args import ServerArgs
 from radixlm.runtime.validation import Bool, Int, ListOf, Str
 
@@ -137,7 +138,11 @@ class WebView:
         return JSONResponse(dataclasses.asdict(await self.tm.live_stats()))
 
     async def token_pieces(self, request: Request) -> Response:
-        body = await read_json(request, self.args.max_body_size)
+        # Parsed and tokenized in the tokenizer pool's worker when large, as /generate does.
+        return JSONResponse(await read_json(request, self.args.max_body_size, self.tm.pool.run,
+                                            self._pieces, INLINE_CHARS))
+
+    def _pieces(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise ValueError('the body must be an object: {"text": ...}, {"input_ids": [...]} or {"messages": [...]}')
         unknown = sorted(set(body) - set(TOKEN_PIECES_RULES) - {"messages"})
@@ -150,7 +155,7 @@ class WebView:
         text, ids = self._prompt(body, given[0])
         skip = TOKEN_PIECES_RULES["skip_special_tokens"].check("skip_special_tokens",
                                                                body.get("skip_special_tokens"), False)
-        return JSONResponse({"input_ids": ids, "pieces": token_pieces(self.tm.tokenizer, ids, skip), "text": text})
+        return {"input_ids": ids, "pieces": token_pieces(self.tm.tokenizer, ids, skip), "text": text}
 
     def _prompt(self, body: dict, field: str) -> tuple[str, list[int]]:
         """(the prompt's text, its token ids), tokenized as /generate and the chat route do."""
@@ -162,13 +167,13 @@ class WebView:
                 raise ValueError(f"input_ids must be < {vocab}, the tokenizer's vocabulary size")
             return tokenizer.decode(ids), ids
         if field == "messages":
-            text = render_chat_prompt(self.tm, body["messages"])
-            ids = tokenizer(text, add_special_tokens=False).input_ids
+            text = self.tm.render_chat(chat_messages(body["messages"]))
+            ids = self.tm.pool.token_ids(text, add_special_tokens=False)
         else:
             text = TOKEN_PIECES_RULES["text"].check("text", body["text"])
             special = TOKEN_PIECES_RULES["add_special_tokens"].check("add_special_tokens",
                                                                      body.get("add_special_tokens"), True)
-            ids = tokenizer(text, add_special_tokens=special).input_ids
+            ids = self.tm.pool.token_ids(text, add_special_tokens=special)
         if len(ids) > MAX_PIECE_TOKENS:
             raise ValueError(f"the prompt has {len(ids)} tokens; at most {MAX_PIECE_TOKENS} are shown")
         return text, ids

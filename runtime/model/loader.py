@@ -205,11 +205,28 @@ def _hf_named(name: str, w: torch.Tensor, config) -> dict[str, torch.Tensor]:
     return {f"model.layers.{layer}.{_LAYER_NAMES[base]}.{kind}": w}
 
 
-def iter_safetensors(folder: Path):
-    """Yield (name, tensor) for every tensor in the folder's safetensors files."""
+def iter_safetensors(folder: Path, shard=None):
+    """Yield (name, tensor) for every tensor in the folder's safetensors files.
+
+    With `shard` (a tensor-parallel `ShardPlan`), yield only this rank's slice of each tensor,
+    read from the file as a slice, so no rank ever holds a whole split weight; the padded
+    last vocabulary shard gets zero rows."""
     from safetensors import safe_open
 
     for file in sorted(folder.glob("*.safetensors")):
         with safe_open(str(file), framework="pt") as f:
             for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
-                yield key, f.get_tensor(key)
+                part = shard.select(key) if shard is not None else None
+                yield key, f.get_tensor(key) if part is None else _read_slice(f.get_slice(key), part)
+
+
+def _read_slice(tensor_slice, part) -> torch.Tensor:
+    """Rows or columns [part.start, part.stop) of a safetensors slice, zero-padded to part.length."""
+    index = (slice(part.start, part.stop),) if part.dim == 0 else (slice(None), slice(part.start, part.stop))
+    w = tensor_slice[index]
+    missing = part.length - (part.stop - part.start)
+    if missing:
+        pad = list(w.shape)
+        pad[part.dim] = missing
+        w = torch.cat([w, w.new_zeros(pad)], dim=part.dim)
+    return w

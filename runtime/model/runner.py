@@ -2,6 +2,11 @@
 
 Also sizes the KV pool: `kv_pool_capacity` turns --mem-fraction (or --max-total-tokens) into
 a slot count, logged at start-up.
+
+Under tensor parallelism (`tp`, runtime/distributed/) the runner holds this rank's shard,
+loaded slice by slice; on rank 0 `forward` first broadcasts the batch to the other ranks,
+which run the same forward (runtime/distributed/worker.py). The compiled one-token forward
+is off there: its fused layer graphs have no place for the all-reduces.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from radixlm.runtime.distributed.batch_sync import send_batch
 from radixlm.runtime.model.config import ModelConfig
 from radixlm.runtime.model.forward_batch import ForwardBatch
 from radixlm.runtime.model.loader import iter_safetensors
@@ -57,24 +63,36 @@ def available_memory_bytes(device: torch.device) -> int:
 class ModelRunner:
     def __init__(
         self, folder: Path, config: ModelConfig, device: torch.device, dtype: torch.dtype,
-        compile_decode: bool = False, prepack_weights: bool = False,
+        compile_decode: bool = False, prepack_weights: bool = False, tp=None,
     ) -> None:
+        """`tp`: this rank's TPGroup (runtime/distributed/group.py), None on one device."""
         self.config = config
         self.device = device
         self.dtype = dtype
+        self.tp = tp
+        self.tp_ranks: list[dict] = []  # every rank's start-up facts (pid, weight bytes), tp > 1
         start = time.perf_counter()
         with torch.device("meta"):
-            model = MODEL_CLASSES[config.architecture](config)
+            model = MODEL_CLASSES[config.architecture](config, tp)
         model = model.to_empty(device=device)
-        model.load_weights(iter_safetensors(folder))
+        model.load_weights(iter_safetensors(folder, model.shard if tp is not None else None))
         self.model = model.to(dtype).eval()
         self.model.layers[0].self_attn.rotary.place(device)  # one table shared by all layers
-        logger.info("loaded %s (%s, %s) in %.1f s", folder, device, dtype, time.perf_counter() - start)
+        self.kv_heads = model.shard.num_kv_heads  # per rank: what this rank's KV pool holds
+        shard = "" if tp is None else f", tp rank {tp.rank} of {tp.size}: {self.param_bytes() / 2**20:.0f} MiB"
+        logger.info("loaded %s (%s, %s%s) in %.1f s", folder, device, dtype, shard, time.perf_counter() - start)
         if prepack_weights and device.type == "cpu":
             packed = self.model.prepack_weights()
             logger.info("prepacked linear weights for oneDNN: %.0f MiB", packed / 2**20)
-        if compile_decode and CompiledDecode.supported(self.model):
+        if compile_decode and tp is not None:
+            logger.info("tp %d: the compiled one-token forward is off (its fused layer graphs have no "
+                        "all-reduce); every forward runs eagerly", tp.size)
+        elif compile_decode and CompiledDecode.supported(self.model):
             self._compile_decode()
+
+    def param_bytes(self) -> int:
+        """Bytes of this rank's parameters (the prepacked copies not included)."""
+        return sum(p.numel() * p.element_size() for p in self.model.parameters())
 
     def _compile_decode(self) -> None:
         """Compile the one-token forward (llama_compiled_decode.py); without a working C++
@@ -89,6 +107,8 @@ class ModelRunner:
         logger.info("compiled the one-token CPU forward in %.1f s", seconds)
 
     def forward(self, fb: ForwardBatch) -> torch.Tensor:
+        if self.tp is not None:  # rank 0: every rank runs this forward (distributed/worker.py)
+            send_batch(self.tp, fb)
         return self.model(fb.input_ids, fb.positions, fb)
 
 
@@ -98,11 +118,14 @@ def kv_pool_capacity(
     device: torch.device,
     mem_fraction: float,
     max_total_tokens: int | None,
+    kv_heads: int | None = None,
 ) -> int:
-    """Number of KV slots: --max-total-tokens if given, else mem_fraction of free memory."""
+    """Number of KV slots: --max-total-tokens if given, else mem_fraction of free memory.
+    `kv_heads`: the KV heads one slot holds on this rank (default: all of the model's)."""
     from radixlm.runtime.mem_cache.memory_pool import KVPool
 
-    per_token = KVPool.bytes_per_token(config.num_layers, config.num_kv_heads, config.head_dim, dtype)
+    heads = kv_heads or config.num_kv_heads
+    per_token = KVPool.bytes_per_token(config.num_layers, heads, config.head_dim, dtype)
     if max_total_tokens is not None:
         return max_total_tokens
     return max(int(available_memory_bytes(device) * mem_fraction) // per_token, 256)

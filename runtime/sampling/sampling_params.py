@@ -13,6 +13,7 @@ the checks across fields are code in `validate`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -81,12 +82,13 @@ class SamplingParams:
 
     def validate(self, names: Mapping[str, str] | None = None) -> None:
         """Check every field, ValueError naming the first bad one (as `names` calls it), and put
-        the wire protocol's loose forms into canonical ones: None -> the default, 5.0 -> 5, a bare
+        the wire protocol's loose forms into canonical ones: None -> the default, a bare
         stop string -> [it], top_k -1 or 0 -> all tokens, an empty constraint -> none, a
         json_schema object -> text."""
         names = names or {}
-        # Before the rules, as always: what equals -1 or 0 (0.0, -1.0, false) means all tokens.
-        if self.top_k in (-1, 0):
+        # Before the rules: -1 and 0 mean all tokens (the integers only: 0.0 and false are
+        # refused by the rule like any other non-integer).
+        if type(self.top_k) is int and self.top_k in (-1, 0):
             self.top_k = TOP_K_ALL
         for name, rule in FIELD_RULES.items():
             value = rule.check(names.get(name, name), getattr(self, name), _default(name))
@@ -118,9 +120,8 @@ class SamplingParams:
                 ) from None
         constraints = [shown(n) for n in CONSTRAINT_KINDS if getattr(self, n) is not None]
         if len(constraints) > 1:
-            raise ValueError(
-                f"only one of {', '.join(CONSTRAINT_KINDS)} may be set (got {', '.join(constraints)})"
-            )
+            kinds = ", ".join(dict.fromkeys(shown(n) for n in CONSTRAINT_KINDS))
+            raise ValueError(f"only one of {kinds} may be set (got {', '.join(constraints)})")
 
     def _canonicalize(self) -> None:
         for name in ("regex", "json_schema", "ebnf", "structural_tag"):
@@ -138,6 +139,14 @@ class SamplingParams:
         for k in self.logit_bias:
             if not 0 <= int(k) < vocab_size:
                 raise ValueError(f"logit_bias token id {k} is outside the vocabulary (size {vocab_size})")
+
+    def for_choice(self, index: int) -> SamplingParams:
+        """The params of sample `index` of an `n`-sample request (both /generate and the OpenAI
+        routes expand n here): n = 1 and, with a seed, the seed `choice_seed(seed, index)`, so
+        the n samples differ yet each is reproducible (as OpenAI and vLLM do). Sample 0 keeps
+        the seed itself: an n = 1 request is unchanged."""
+        seed = None if self.sampling_seed is None else choice_seed(self.sampling_seed, index)
+        return dataclasses.replace(self, n=1, sampling_seed=seed)
 
     @property
     def is_greedy(self) -> bool:
@@ -169,7 +178,7 @@ FIELD_RULES: dict[str, Rule] = {
     "min_new_tokens": Int(lo=0, description="at most max_new_tokens"),
     "n": Int(lo=1, hi=128),
     "stop": ListOf(item=Str(min_len=1), max_items=MAX_STOP_STRINGS, bare=True),
-    "stop_token_ids": ListOf(item=Int(lo=0, integral_float=False,
+    "stop_token_ids": ListOf(item=Int(lo=0,
                                       description="a token id (< the vocabulary size)")),
     "stop_regex": ListOf(item=Str(max_bytes=MAX_STOP_REGEX_BYTES), max_items=MAX_STOP_STRINGS,
                          bare=True),
@@ -197,6 +206,17 @@ FIELD_RULES: dict[str, Rule] = {
                                       "regex, choices and ebnf, off for json_schema)"),
 }
 _FIELDS = {f.name: f for f in dataclasses.fields(SamplingParams)}
+
+
+def choice_seed(seed: int, index: int) -> int:
+    """The seed of choice `index` of a request seeded with `seed`: `seed` itself for choice 0,
+    else a 64-bit hash of (seed, index). A cryptographic hash rather than `seed + index`, so
+    that choice 1 of seed 7 is not choice 0 of seed 8; stable across runs and machines
+    (Python's own `hash` is salted per process)."""
+    if index == 0:
+        return seed
+    digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)  # int64, like every sampling_seed
 
 
 def _default(name: str) -> Any:

@@ -64,8 +64,9 @@ class Scheduler:
         mc = runner.config
         self.device = runner.device
         self.req_pool = ReqToTokenPool(cfg.max_running_requests, cfg.context_len, self.device)
+        # runner.kv_heads: this rank's KV heads under tensor parallelism (all of them at tp 1).
         self.kv_pool = KVPool(
-            cfg.max_total_tokens, mc.num_layers, mc.num_kv_heads, mc.head_dim, runner.dtype, self.device
+            cfg.max_total_tokens, mc.num_layers, runner.kv_heads, mc.head_dim, runner.dtype, self.device
         )
         self.cache = NoRadixCache(self.kv_pool) if cfg.disable_radix_cache else RadixCache(self.kv_pool)
         self.kv = RequestKV(self.req_pool, self.kv_pool, self.cache)

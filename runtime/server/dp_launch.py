@@ -11,6 +11,9 @@ lists every replica; log the URL. Then watch: a replica that dies is restarted o
 port (the router routes around it meanwhile and takes it back once healthy), up to
 MAX_RESTARTS within RESTART_WINDOW_S, after which everything stops with exit code 1; so does
 a router that dies. SIGINT / SIGTERM stop the router, then every replica (exit code 0).
+With --tp K every replica is a tensor-parallel group: K CUDA devices, or its share of the
+cores split again among its K ranks (replicas.py); a model that cannot be split over K is
+refused before any replica starts.
 """
 
 from __future__ import annotations
@@ -22,7 +25,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from radixlm.runtime.server.child_process import LOG_FORMAT
-from radixlm.runtime.server.launch import exposure_warning, ignore_stop_signals, raise_interrupt
+from radixlm.runtime.server.launch import (
+    exposure_warning,
+    ignore_stop_signals,
+    raise_interrupt,
+    tp_problem,
+)
 from radixlm.runtime.server.replicas import (
     MAX_RESTARTS,
     RESTART_WINDOW_S,
@@ -76,7 +84,7 @@ def launch_dp(args: ServerArgs) -> int:
 
 def _plan_replicas(args: ServerArgs) -> list[Replica]:
     cpus = sorted(os.sched_getaffinity(0))
-    placements = plan_placements(args.dp, cpus, _cuda_devices(args.device))
+    placements = plan_placements(args.dp, cpus, _cuda_devices(args.device), gpus_per_replica=args.tp)
     flags = field_flags(args, exclude=LAUNCHER_FIELDS)
     replicas = [Replica(p, flags, free_port(), args.api_key) for p in placements]
     split = "" if placements[0].gpu is not None else f" ({len(cpus)} cores split evenly)"
@@ -94,9 +102,12 @@ def _cuda_devices(device: str) -> int:
 
 
 def _resolve_model_once(args: ServerArgs) -> None:
+    """Also refuses, before any replica starts, a model that cannot be split over --tp."""
     from radixlm.runtime.model.loader import resolve_model
 
-    resolve_model(args.model_path)
+    folder = resolve_model(args.model_path)
+    if (problem := tp_problem(str(folder), args.tp)) is not None:
+        raise ValueError(problem)
 
 
 def _start_replicas(replicas: list[Replica]) -> None:

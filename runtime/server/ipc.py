@@ -26,7 +26,7 @@ import zmq
 @dataclass(frozen=True)
 class IpcEndpoints:
     folder: str
-    scheduler: str  # -> scheduler: TokenizedRequest, AbortRequest, FlushCacheRequest, GetStateRequest
+    scheduler: str  # -> scheduler: TokenizedRequest, AbortRequest, FlushCacheRequest
     detokenizer: str  # -> detokenizer: DetokenizeParams, BatchTokenOut
     tokenizer: str  # -> tokenizer manager: BatchTextOut, ProcessReady/Failed, replies
 
@@ -68,8 +68,18 @@ def push_socket(ctx: zmq.Context, address: str) -> zmq.Socket:
     return sock
 
 
+def encode(msg: object) -> bytes:
+    return pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def send(sock: zmq.Socket, msg: object) -> None:
-    sock.send(pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL))
+    sock.send(encode(msg))
+
+
+def send_bytes(sock: zmq.Socket, payload: bytes) -> None:
+    """Send a message `encode` made earlier (e.g. in a worker thread: zmq sockets are not
+    thread-safe, pickling a long prompt holds the event loop)."""
+    sock.send(payload)
 
 
 def recv(sock: zmq.Socket, timeout_ms: int | None = None) -> object | None:

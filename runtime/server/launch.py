@@ -8,6 +8,11 @@ meanwhile; wait for both ready messages (model loaded, KV pool sized); only then
 port and log the URL. While serving, a watcher checks the children: if one dies, in-flight
 requests fail, the server stops with a clear log line and the exit code is 1. SIGINT/SIGTERM stop everything (exit 0);
 children are terminated in `finally` and also exit by themselves if this process vanishes.
+
+With --tp N the children also include tensor-parallel ranks 1..N-1 ("tp-rank-i", siblings of
+the scheduler, which is rank 0; runtime/distributed/), so the same watcher names a rank that
+dies; their rendezvous file is in the private IPC folder. A model whose heads do not divide
+by N is refused here, before anything starts.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class ChildProcesses:
     """The scheduler and detokenizer processes (spawned: no forked torch/zmq state)."""
 
     def __init__(self, args: ServerArgs, model_folder: str, endpoints: IpcEndpoints) -> None:
+        from radixlm.runtime.distributed.ranks import follower_processes, store_path
         from radixlm.runtime.server.detokenizer_process import run_detokenizer_process
         from radixlm.runtime.server.scheduler_process import run_scheduler_process
 
@@ -49,6 +55,8 @@ class ChildProcesses:
                                        args=(model_folder, endpoints, pid, args.log_level),
                                        name="detokenizer", daemon=True),
         }
+        if args.tp > 1:
+            self.procs.update(follower_processes(child_args, store_path(endpoints.folder), pid, ctx))
 
     def start(self) -> None:
         for p in self.procs.values():
@@ -85,6 +93,9 @@ def launch_server(args: ServerArgs) -> int:
     children: list[ChildProcesses] = []
     try:
         folder = str(resolve_model(args.model_path))
+        if (problem := tp_problem(folder, args.tp)) is not None:
+            logger.error("server start-up failed: %s", problem)
+            return 1
         return asyncio.run(_serve(args, folder, endpoints, children))
     except KeyboardInterrupt:
         logger.info("interrupted; shutting down")
@@ -93,6 +104,17 @@ def launch_server(args: ServerArgs) -> int:
         for c in children:
             c.stop()
         endpoints.remove()
+
+
+def tp_problem(folder: str, tp: int) -> str | None:
+    """Why the model in `folder` cannot be split over `tp` ranks, or None (also dp_launch.py)."""
+    from radixlm.runtime.distributed.sharding import check_folder_fits
+
+    try:
+        check_folder_fits(folder, tp)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def raise_interrupt(signum, frame) -> None:

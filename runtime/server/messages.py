@@ -1,13 +1,14 @@
 """The messages between the server's three processes (launch.py wires the sockets).
 
 Producers and consumers:
-  TokenizedRequest (scheduler/io.py), AbortRequest, FlushCacheRequest, GetStateRequest,
+  TokenizedRequest (scheduler/io.py), AbortRequest, FlushCacheRequest,
   CacheTreeRequest, LiveStatsRequest         : tokenizer manager -> scheduler
   DetokenizeParams, BatchTokenOut (of scheduler/io.py's ReqTokenOutput)
                                              : scheduler -> detokenizer
   BatchTextOut (of ReqTextOutput)            : detokenizer -> tokenizer manager
   ProcessReady / ProcessFailed / replies     : children -> tokenizer manager
-    (FlushCacheReply, SchedulerState, CacheTreeReply, LiveStats of scheduler/live_stats.py)
+    (FlushCacheReply, CacheTreeReply, LiveStats of scheduler/live_stats.py)
+  SchedulerState                             : scheduler -> tokenizer manager, pushed after steps
 Plain dataclasses, pickled over zmq ipc:// sockets by `ipc.py` (every endpoint is ours).
 """
 
@@ -77,12 +78,11 @@ class FlushCacheReply:  # scheduler -> tokenizer manager, answers FlushCacheRequ
 
 
 @dataclass
-class GetStateRequest:  # tokenizer manager -> scheduler
-    pass
+class SchedulerState:
+    """Scheduler -> tokenizer manager, pushed after steps (at most every 100 ms while busy, at
+    once when it turns idle: scheduler_process.StatePusher), served by /metrics and
+    /server_info without waiting for a step in progress."""
 
-
-@dataclass
-class SchedulerState:  # scheduler -> tokenizer manager, answers GetStateRequest in order
     running: int
     waiting: int
     kv_pool_size: int
@@ -98,9 +98,10 @@ class SchedulerState:  # scheduler -> tokenizer manager, answers GetStateRequest
     cached_tokens: int
     cache_hit_rate: float
     retractions: int
+    taken_at: float  # time.time() in the scheduler when the snapshot was taken
 
 
-# The web view (http/web_view.py): answered between two steps, in order, like GetStateRequest.
+# The web view (http/web_view.py): asked for, answered between two steps, in order.
 @dataclass
 class CacheTreeRequest:  # tokenizer manager -> scheduler
     query: TreeQuery

@@ -7,10 +7,12 @@
 
 Each replica is a whole `radixlm serve` (its own process group, via ServerProcess) on a
 loopback port that stays the same across restarts, so the router's URL for it stays valid.
-On a GPU machine replica i sees only CUDA device i; on the CPU the cores this process may
-use are split evenly into disjoint sets, one per replica (its scheduler runs one torch
-thread per core of its set, less one for its HTTP and detokenizer processes). The caller
-(dp_launch.py) watches the replicas and restarts the ones that die.
+On a GPU machine replica i sees only CUDA device i (with --tp K, devices iK..iK+K-1); on the
+CPU the cores this process may use are split evenly into disjoint sets, one per replica (its
+scheduler runs one torch thread per core of its set, less one for its HTTP and detokenizer
+processes; with --tp K the replica splits its set again, one run per rank:
+runtime/distributed/ranks.py). The caller (dp_launch.py) watches the replicas and restarts
+the ones that die.
 """
 
 from __future__ import annotations
@@ -33,17 +35,27 @@ RESTART_WINDOW_S = 600.0
 class Placement(NamedTuple):
     name: str
     cpus: tuple[int, ...] | None  # None: not pinned
-    gpu: int | None  # the CUDA device it sees, or None on the CPU
+    gpu: int | None  # the (first) CUDA device it sees, or None on the CPU
+    gpu_count: int = 1  # CUDA devices it sees from `gpu` on: its --tp
+
+    @property
+    def visible_devices(self) -> str:
+        """CUDA_VISIBLE_DEVICES of the replica."""
+        assert self.gpu is not None
+        return ",".join(str(self.gpu + i) for i in range(self.gpu_count))
 
 
-def plan_placements(n: int, cpus: Sequence[int], gpus: int) -> list[Placement]:
-    """`n` replicas over `gpus` CUDA devices (one each) or, with none, over `cpus` (disjoint
-    sets of near-equal size). ValueError when there are fewer devices than replicas."""
+def plan_placements(n: int, cpus: Sequence[int], gpus: int, gpus_per_replica: int = 1) -> list[Placement]:
+    """`n` replicas over `gpus` CUDA devices (`gpus_per_replica` each: its tensor-parallel
+    ranks) or, with none, over `cpus` (disjoint sets of near-equal size). ValueError when
+    there are fewer devices than replicas need."""
     if gpus:
-        if n > gpus:
-            raise ValueError(f"--dp {n} needs {n} CUDA devices; this machine has {gpus}")
+        need = n * gpus_per_replica
+        if need > gpus:
+            tp = f" --tp {gpus_per_replica}" if gpus_per_replica > 1 else ""
+            raise ValueError(f"--dp {n}{tp} needs {need} CUDA devices; this machine has {gpus}")
         cpu_sets = split_evenly(cpus, n) if len(cpus) >= n else [None] * n
-        return [Placement(f"replica-{i}", cpu_sets[i], i) for i in range(n)]
+        return [Placement(f"replica-{i}", cpu_sets[i], i * gpus_per_replica, gpus_per_replica) for i in range(n)]
     if n > len(cpus):
         raise ValueError(f"--dp {n} needs at least {n} CPU cores (one per replica); "
                          f"this process may use {len(cpus)}: {list(cpus)}")
@@ -62,7 +74,10 @@ def split_evenly(items: Sequence[int], n: int) -> list[tuple[int, ...]]:
 
 
 def describe(p: Placement) -> str:
-    where = f"CUDA device {p.gpu}" if p.gpu is not None else "the CPU"
+    if p.gpu is None:
+        where = "the CPU"
+    else:
+        where = f"CUDA device {p.gpu}" if p.gpu_count == 1 else f"CUDA devices {p.visible_devices}"
     return where + (f", cores {list(p.cpus)}" if p.cpus else "")
 
 
@@ -91,7 +106,7 @@ class Replica:
         if self.api_key:
             env[API_KEY_ENV] = self.api_key  # not on the command line, where `ps` shows it
         if self.placement.gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = str(self.placement.gpu)
+            env["CUDA_VISIBLE_DEVICES"] = self.placement.visible_devices
         self.server = ServerProcess(self.flags, port=self.port, env=env)
         if self.placement.cpus:
             os.sched_setaffinity(self.server.pid, self.placement.cpus)

@@ -1,28 +1,38 @@
 """The scheduler process: the zmq loop around `Scheduler.step()`.
 
-    recv (all pending; block only when idle) -> step() -> send BatchTokenOut
+    recv (all pending; block only when idle) -> step() -> push SchedulerState -> send BatchTokenOut
 
-In:  TokenizedRequest, AbortRequest, FlushCacheRequest, GetStateRequest, CacheTreeRequest,
-     LiveStatsRequest                                                    (from the main process)
+In:  TokenizedRequest, AbortRequest, FlushCacheRequest, CacheTreeRequest, LiveStatsRequest
+                                                                         (from the main process)
 Out: DetokenizeParams + BatchTokenOut  -> detokenizer
      ProcessReady/ProcessFailed, FlushCacheReply, SchedulerState, CacheTreeReply, LiveStats
                                        -> main process (in order)
 The web view's two requests are answered between steps with bounded work (a tree snapshot
 of at most a few hundred nodes, at most 256 request rows): about a millisecond of stall.
 
+The state is pushed, not asked for: a request would wait for the step in progress, and one
+prefill chunk takes seconds on a CPU (/metrics took 4-7 s during a long prefill).
+
 A request the scheduler rejects comes back as its one (failed) output, 400 or 500
 (`Scheduler.try_add_request`); an exception inside step() fails every in-flight request with
 a 500 instead of killing the process silently.
+
+With --tp N this process is rank 0 (runtime/distributed/). A broken group (a rank died) is
+fatal: after FAILURE_GRACE_S, in which the launcher's watcher names the dead rank to the
+clients, the requests in flight fail and the process exits with code 1.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 import traceback
 
 import zmq
 
+from radixlm.runtime.distributed.group import FAILURE_GRACE_S, TensorParallelError
+from radixlm.runtime.distributed.ranks import store_path
 from radixlm.runtime.errors import RequestError
 from radixlm.runtime.mem_cache.tree_snapshot import take_snapshot
 from radixlm.runtime.scheduler.io import ReqTokenOutput, TokenizedRequest
@@ -38,7 +48,6 @@ from radixlm.runtime.server.messages import (
     DetokenizeParams,
     FlushCacheReply,
     FlushCacheRequest,
-    GetStateRequest,
     LiveStatsRequest,
     ProcessFailed,
     ProcessReady,
@@ -49,6 +58,7 @@ from radixlm.runtime.server_args import ServerArgs
 logger = logging.getLogger(__name__)
 
 IDLE_POLL_MS = 500  # how often an idle loop checks that the parent is still alive
+STATE_PUSH_INTERVAL_S = 0.1  # while busy: fresh enough for /metrics, ~10 small messages a second
 
 
 def run_scheduler_process(args: ServerArgs, endpoints: ipc.IpcEndpoints, parent_pid: int) -> None:
@@ -57,10 +67,11 @@ def run_scheduler_process(args: ServerArgs, endpoints: ipc.IpcEndpoints, parent_
     ctx = zmq.Context()
     to_main = ipc.push_socket(ctx, endpoints.tokenizer)
     try:
-        set_torch_threads(args.scheduler_threads)
+        if args.tp == 1:  # else each rank takes its share of the cores (distributed/worker.py)
+            set_torch_threads(args.scheduler_threads)
         from radixlm.runtime.bootstrap import build_runtime
 
-        rt = build_runtime(args)
+        rt = build_runtime(args, tp_store=store_path(endpoints.folder))
     except Exception as exc:
         logger.exception("scheduler start-up failed")
         ipc.send(to_main, ProcessFailed("scheduler", f"{type(exc).__name__}: {exc}"))
@@ -98,6 +109,8 @@ def _ready_info(rt) -> dict:
         "device": str(sched.device),
         "scheduler_threads": torch.get_num_threads(),
         "pid": os.getpid(),
+        "tp_size": len(sched.runner.tp_ranks) or 1,
+        "tp_ranks": sched.runner.tp_ranks,  # pid, device, param_bytes of every rank (tp > 1)
     }
 
 
@@ -110,13 +123,18 @@ class SchedulerLoop:
         self.to_main = to_main
         self.parent_pid = parent_pid
         self.rejected: list[ReqTokenOutput] = []  # outputs for requests add_request refused
+        self.state_pusher = StatePusher(to_main)
 
     def run_forever(self) -> None:
+        self.state_pusher.after_iteration(self.scheduler)  # the first snapshot, before any request
         while True:
             for msg in self._receive(block=self.scheduler.is_idle):
                 self._handle(msg)
             outputs = self.rejected + self._step()
             self.rejected = []
+            # Before the outputs: they reach the main process through the detokenizer, so a
+            # client that has its answer already finds the state after it in /server_info.
+            self.state_pusher.after_iteration(self.scheduler)
             if outputs:
                 ipc.send(self.to_detokenizer, BatchTokenOut(outputs))
 
@@ -138,8 +156,6 @@ class SchedulerLoop:
             self.scheduler.abort(msg.rid, msg.message)
         elif isinstance(msg, FlushCacheRequest):
             ipc.send(self.to_main, FlushCacheReply(self.scheduler.flush_cache()))
-        elif isinstance(msg, GetStateRequest):
-            ipc.send(self.to_main, scheduler_state(self.scheduler))
         elif isinstance(msg, CacheTreeRequest):
             ipc.send(self.to_main, CacheTreeReply(take_snapshot(self.scheduler.cache, msg.query)))
         elif isinstance(msg, LiveStatsRequest):
@@ -156,9 +172,37 @@ class SchedulerLoop:
     def _step(self) -> list[ReqTokenOutput]:
         try:
             return self.scheduler.step()
+        except TensorParallelError as exc:
+            self._stop_on_broken_group(exc)
         except Exception as exc:
             logger.exception("scheduler step failed; failing the requests in flight")
             return self.scheduler.fail_in_flight(RequestError.internal(f"internal error in the scheduler: {exc!r}"))
+
+    def _stop_on_broken_group(self, exc: TensorParallelError) -> None:
+        logger.error("%s; stopping the scheduler", exc)
+        time.sleep(FAILURE_GRACE_S)  # the launcher, watching every rank, names the dead one first
+        outputs = self.scheduler.fail_in_flight(RequestError.unavailable(str(exc)))
+        ipc.send(self.to_detokenizer, BatchTokenOut(outputs))
+        self.to_detokenizer.close(linger=2000)  # deliver them before exiting
+        exit_now(1)
+
+
+class StatePusher:
+    """Sends `scheduler_state` to the main process after loop iterations: at most every
+    STATE_PUSH_INTERVAL_S while the scheduler is busy, and after every iteration that leaves
+    it idle (an idle loop iterates only when messages arrive, and the idle snapshot carries
+    the structural KV checks, which the soak reads after its drain)."""
+
+    def __init__(self, to_main: zmq.Socket, interval_s: float = STATE_PUSH_INTERVAL_S) -> None:
+        self.to_main = to_main
+        self.interval_s = interval_s
+        self.last_push = float("-inf")
+
+    def after_iteration(self, sched: Scheduler) -> None:
+        now = time.monotonic()
+        if sched.is_idle or now - self.last_push >= self.interval_s:
+            ipc.send(self.to_main, scheduler_state(sched))
+            self.last_push = now
 
 
 def check_kv_pool(sched: Scheduler) -> tuple[bool, bool]:
@@ -195,4 +239,5 @@ def scheduler_state(sched: Scheduler) -> SchedulerState:
         cached_tokens=sched.stats.cached_tokens,
         cache_hit_rate=sched.stats.cache_hit_rate,
         retractions=sched.stats.retractions,
+        taken_at=time.time(),
     )

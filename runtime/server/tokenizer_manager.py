@@ -1,14 +1,15 @@
 """TokenizerManager: the main process's side of the pipeline (asyncio).
 
-    state = tm.submit(spec, sink)     # tokenize, send a TokenizedRequest to the scheduler
-    await state.done.wait()           # or read stream events from `sink`
-    state.builder.result()            # the SGLang-shaped response
+    [state] = await tm.submit_all([spec], sink)  # tokenize, send TokenizedRequests to the scheduler
+    await state.done.wait()                       # or read stream events from `sink`
+    state.builder.result()                        # the SGLang-shaped response
 
 It owns one `ReqState` per unfinished request. A single receive task reads BatchTextOut from
-the detokenizer (and replies from the scheduler), feeds each request's ResponseBuilder,
-pushes stream events and wakes the waiting HTTP handler. A request stays registered until
-its final output arrives, so an abort (client disconnect) is counted when the scheduler
-confirms it and nothing leaks. Only the event-loop thread touches this object.
+the detokenizer (and the scheduler's replies and state snapshots), feeds each request's
+ResponseBuilder, pushes stream events and wakes the waiting HTTP handler. A request stays
+registered until its final output arrives, so an abort (client disconnect) is counted when
+the scheduler confirms it and nothing leaks. Only the event-loop thread touches this object;
+work that grows with a request's size runs in `pool` (server/tokenizer_pool.py).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from radixlm.runtime.http.metrics import ServerMetrics
 from radixlm.runtime.mem_cache.tree_snapshot import TreeQuery, TreeSnapshot
 from radixlm.runtime.model.tokenizer import apply_chat_template, load_tokenizer
 from radixlm.runtime.output.response import ResponseBuilder
-from radixlm.runtime.scheduler.io import ReqTokenOutput, TokenizedRequest
+from radixlm.runtime.scheduler.io import ReqTokenOutput
 from radixlm.runtime.scheduler.live_stats import LiveStats
 from radixlm.runtime.server import ipc
 from radixlm.runtime.server.messages import (
@@ -41,13 +42,13 @@ from radixlm.runtime.server.messages import (
     CacheTreeRequest,
     FlushCacheReply,
     FlushCacheRequest,
-    GetStateRequest,
     LiveStatsRequest,
     ProcessFailed,
     ProcessReady,
     ReqTextOutput,
     SchedulerState,
 )
+from radixlm.runtime.server.tokenizer_pool import RequestLimits, TokenizerPool
 from radixlm.runtime.server_args import ServerArgs
 
 logger = logging.getLogger(__name__)
@@ -97,11 +98,12 @@ class TokenizerManager:
         self.metrics = ServerMetrics(replica=args.replica_name)
         self.states: dict[str, ReqState] = {}
         self.scheduler_info: dict = {}
+        self.scheduler_state: SchedulerState | None = None  # the latest snapshot the scheduler pushed
+        self.pool: TokenizerPool | None = None  # built once the scheduler's limits are known
         self.is_ready = False
         self._to_scheduler = ipc.push_socket(zmq.Context.instance(), endpoints.scheduler)
         self._inbox = ipc.pull_socket(zmq.asyncio.Context.instance(), endpoints.tokenizer)
         self._flush_waiters: deque[asyncio.Future] = deque()
-        self._state_waiters: deque[asyncio.Future] = deque()
         self._tree_waiters: deque[asyncio.Future] = deque()
         self._live_waiters: deque[asyncio.Future] = deque()
         self._live_in_flight: asyncio.Future | None = None
@@ -123,48 +125,64 @@ class TokenizerManager:
                 if isinstance(msg, ProcessReady):
                     pending.discard(msg.process)
                     self.scheduler_info.update(msg.info)
+                else:  # the scheduler's first state snapshot may come before the detokenizer is ready
+                    self._dispatch(msg)
             elif (why := dead_child()) is not None:
                 raise StartupError(why)
+        self.pool = TokenizerPool(self.tokenizer, RequestLimits.of(self.scheduler_info))
         self.is_ready = True
         self._recv_task = asyncio.create_task(self._receive_loop())
         return self.scheduler_info
 
     # ---- requests -----------------------------------------------------------------------
-    def tokenize(self, spec: RequestSpec) -> list[int]:
-        if spec.input_ids is not None:
-            return spec.input_ids
-        return self.tokenizer(spec.text, add_special_tokens=spec.add_special_tokens).input_ids
-
     def render_chat(self, messages: list[dict]) -> str:
-        return apply_chat_template(self.tokenizer, messages, chat_template=self.chat_template)
+        """The prompt text of checked chat messages (http/chat_messages.py). A template that
+        refuses them (`raise_exception`: roles out of order, a role it does not know) is the
+        client's 400, not our 500."""
+        from jinja2 import TemplateError  # transformers' template engine
 
-    def submit_all(self, specs: list[RequestSpec], sink: asyncio.Queue | None = None) -> list[ReqState]:
-        """Tokenize and check every spec first (ValueError -> 400), then send them all."""
+        try:
+            return apply_chat_template(self.tokenizer, messages, chat_template=self.chat_template)
+        except TemplateError as exc:
+            raise ValueError(f"the chat template refused these messages: {exc}") from None
+
+    async def submit_all(self, specs: list[RequestSpec], sink: asyncio.Queue | None = None) -> list[ReqState]:
+        """Tokenize and check every spec first (ValueError -> 400), then send them all. The
+        checks of capacity and rids run again after tokenizing: other calls may have been
+        admitted while this one was in the worker. Nothing is registered before the last
+        await, so a caller cancelled meanwhile (its client left) leaves nothing behind."""
+        self._check_admissible(specs)
+        prepared = await self.pool.prepare(specs, stream=sink is not None)
+        self._check_admissible(specs)
+        states = []
+        for i, (spec, (tr, payload)) in enumerate(zip(specs, prepared, strict=True)):
+            state = ReqState(spec, self.tokenizer, sink, i)
+            self.states[spec.rid] = state
+            request_log.info("receive %s: %r params=%s", spec.rid,
+                             spec.text if spec.text is not None else tr.input_ids, spec.params)
+            ipc.send_bytes(self._to_scheduler, payload)
+            states.append(state)
+        return states
+
+    def _check_admissible(self, specs: list[RequestSpec]) -> None:
+        """400 for a call larger than the server can ever hold (retrying cannot help), 503 +
+        Retry-After while the server is not ready or its queue is full (it drains)."""
         if not self.is_ready:
             raise RequestError.unavailable("the server is not ready")
-        if len(self.states) + len(specs) > self.args.max_queued_requests:
+        limit, count = self.args.max_queued_requests, len(specs)
+        if count > limit:
+            raise RequestError.invalid(
+                f"this call asks for {count} generations (prompts x n) but the server holds at most "
+                f"{limit} requests (--max-queued-requests {limit}); split it into calls of at most {limit}")
+        if len(self.states) + count > limit:
             raise RequestError.unavailable(
                 f"too many requests in flight ({len(self.states)}; --max-queued-requests "
-                f"{self.args.max_queued_requests}); retry later"
-            )
-        tokenized, seen = [], set()
+                f"{limit}); retry later")
+        seen = set()
         for spec in specs:
             if spec.rid in self.states or spec.rid in seen:
                 raise ValueError(f"rid {spec.rid!r} is already in use by another request")
             seen.add(spec.rid)
-            tokenized.append(self.tokenize(spec))
-        states = []
-        for i, (spec, ids) in enumerate(zip(specs, tokenized, strict=True)):
-            state = ReqState(spec, self.tokenizer, sink, i)
-            self.states[spec.rid] = state
-            request_log.info("receive %s: %r params=%s", spec.rid,
-                             spec.text if spec.text is not None else ids, spec.params)
-            ipc.send(self._to_scheduler, TokenizedRequest(
-                spec.rid, ids, spec.params, spec.return_logprob, spec.logprob_start_len,
-                spec.top_logprobs_num, stream=sink is not None,
-            ))
-            states.append(state)
-        return states
 
     def abort(self, rid: str, message: str = "aborted by the client") -> None:
         """Ask the scheduler to stop `rid`; its final (abort) output unregisters it."""
@@ -186,11 +204,6 @@ class TokenizerManager:
     # ---- control ------------------------------------------------------------------------
     async def flush_cache(self, timeout: float = 10.0) -> bool:
         return await self._ask(FlushCacheRequest(), self._flush_waiters, timeout)
-
-    async def get_state(self, timeout: float = 10.0) -> SchedulerState:
-        state = await self._ask(GetStateRequest(), self._state_waiters, timeout)
-        self.metrics.observe_scheduler(state)
-        return state
 
     async def cache_tree(self, query: TreeQuery, timeout: float = 10.0) -> TreeSnapshot | None:
         """A bounded snapshot of the radix tree (None: the query's start node is gone)."""
@@ -228,8 +241,9 @@ class TokenizerManager:
                 self._on_output(o)
         elif isinstance(msg, FlushCacheReply):
             _resolve(self._flush_waiters, msg.success)
-        elif isinstance(msg, SchedulerState):
-            _resolve(self._state_waiters, msg)
+        elif isinstance(msg, SchedulerState):  # pushed after steps (scheduler_process.StatePusher)
+            self.scheduler_state = msg
+            self.metrics.observe_scheduler(msg)
         elif isinstance(msg, CacheTreeReply):
             _resolve(self._tree_waiters, msg)
         elif isinstance(msg, LiveStats):

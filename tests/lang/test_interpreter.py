@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import warnings
 
 import pytest
@@ -322,6 +323,27 @@ def test_an_exception_in_a_streamed_program_body_becomes_the_state_error(scripte
     state = prog.run(backend=scripted, stream=True)
     assert list(state.text_iter()) == ["a"]
     assert isinstance(state.error(), ValueError)
+
+
+def test_reading_a_streamed_state_waits_for_the_program_body(scripted):
+    """The body of a streamed run goes on in its own thread: text() and s[name] read from
+    outside must not depend on how far it got (they gave "a" and a KeyError when read early)."""
+    release = threading.Event()
+
+    @rl.function
+    def prog(s):
+        s += "a"
+        release.wait()
+        s += rl.gen("x")
+
+    state = prog.run(backend=scripted, stream=True)
+    read: dict = {}
+    reader = threading.Thread(target=lambda: read.update(text=state.text(), x=state["x"]))
+    reader.start()
+    reader.join(0.2)  # still waiting: the body has not appended the gen yet
+    release.set()
+    reader.join(30)
+    assert read == {"text": "a<gen 1>", "x": "<gen 1>"}
 
 
 def test_greedy_selection_ignores_noise_on_shared_prompt_tokens():

@@ -48,18 +48,16 @@ def test_int_refuses_what_is_not_an_integer(value):
     assert refusal(Int(), value, "n") == f"n must be an integer (got {value!r})"
 
 
-def test_int_takes_an_integral_float_as_that_integer():
-    value = Int().check("seed", 7.0)
-    assert value == 7 and type(value) is int
-
-
-def test_int_without_integral_float_refuses_5_0():
-    assert refusal(Int(integral_float=False), 5.0, "max_tokens") == "max_tokens must be an integer (got 5.0)"
+def test_int_refuses_an_integral_float_saying_to_send_the_integer():
+    """One rule on every route (issue 22): /generate took 5.0 where /v1 refused it."""
+    assert refusal(Int(), 5.0, "max_tokens") == "max_tokens must be an integer literal (got 5.0); send 5"
+    assert refusal(Int(), -1.0, "top_k") == "top_k must be an integer literal (got -1.0); send -1"
 
 
 def test_int_schema_states_the_range_and_that_5_0_is_refused():
-    assert Int(lo=1, hi=128, nullable=False).schema() == {"type": "integer", "minimum": 1, "maximum": 128}
-    assert "5.0" in Int(integral_float=False).schema()["description"]
+    schema = Int(lo=1, hi=128, nullable=False).schema()
+    assert schema["type"] == "integer" and (schema["minimum"], schema["maximum"]) == (1, 128)
+    assert "not 5.0" in schema["description"]
 
 
 # ---- Number -------------------------------------------------------------------------------
@@ -110,7 +108,7 @@ def test_list_takes_a_bare_string_as_one_entry():
 
 
 def test_list_entries_are_checked_under_their_index():
-    rule = ListOf(item=Int(lo=0, integral_float=False))
+    rule = ListOf(item=Int(lo=0))
     assert refusal(rule, [1, -1], "stop_token_ids") == "stop_token_ids[1] must be >= 0 (got -1)"
     assert refusal(rule, [None], "stop_token_ids") == "stop_token_ids[0] must be an integer (got None)"
 
@@ -122,7 +120,7 @@ def test_list_refuses_too_many_entries_and_a_non_list():
 
 
 def test_list_accepts_a_tuple_from_python_callers():
-    assert ListOf(item=Int()).check("ids", (1, 2.0)) == [1, 2]
+    assert ListOf(item=Int()).check("ids", (1, 2)) == [1, 2]
 
 
 def test_bare_list_schema_allows_the_entry_or_a_list_of_them():
@@ -143,9 +141,9 @@ def test_object_values_are_checked_under_their_key():
 
 SAMPLES = [None, True, 0, -1, 5, 5.0, 5.5, 200, float("inf"), "", "a", "ééé", [], ["a"], ["a", ""],
            [1, -1], {}, {"1": 2}, {"1": 200}, {"1": None}]
-RULES = [Int(lo=0, hi=20), Int(lo=-1, integral_float=False, nullable=False), Number(lo=0, hi=1, lo_open=True),
+RULES = [Int(lo=0, hi=20), Int(lo=-1, nullable=False), Number(lo=0, hi=1, lo_open=True),
          Bool(), Str(min_len=1, max_bytes=4), ListOf(item=Str(min_len=1), max_items=1, bare=True),
-         ListOf(item=Int(lo=0, integral_float=False)), Object(values=Number(lo=-100, hi=100)), Object()]
+         ListOf(item=Int(lo=0)), Object(values=Number(lo=-100, hi=100)), Object()]
 
 
 @pytest.mark.parametrize("rule", RULES, ids=repr)

@@ -55,3 +55,21 @@ def test_unsupported_sglang_field_with_a_value_is_an_error():
 def test_bad_bodies_name_the_problem(body, names):
     with pytest.raises(ValueError, match=names):
         parse_generate(body)
+
+
+def test_n_samples_get_seeds_of_their_own_and_the_first_keeps_the_seed():
+    """Issue 22: one seed for n samples gave n identical samples. Choice i uses a seed derived
+    from (seed, i) by a fixed hash, so it is the same on every run and machine."""
+    batch = parse_generate({"text": ["a", "b"], "sampling_params": {"n": 3, "sampling_seed": 7}})
+    seeds = [s.params.sampling_seed for s in batch.specs]
+    assert seeds == [7, 5553609203046970859, 1207089879192185173] * 2
+
+
+def test_n_samples_without_a_seed_stay_unseeded():
+    batch = parse_generate({"text": "a", "sampling_params": {"n": 2}})
+    assert [s.params.sampling_seed for s in batch.specs] == [None, None]
+
+
+def test_an_integral_float_is_refused_saying_to_send_the_integer():
+    with pytest.raises(ValueError, match=r"^max_new_tokens must be an integer literal \(got 5.0\); send 5$"):
+        parse_generate({"text": "a", "sampling_params": {"max_new_tokens": 5.0}})

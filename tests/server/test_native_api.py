@@ -131,8 +131,9 @@ def test_concate_and_append_request_is_a_no_op(server):
     assert resp.status_code == 200
 
 
-def test_abort_request_of_an_unknown_rid_is_harmless(server):
-    assert server.post("/abort_request", {"rid": "no-such-request"}).status_code == 200
+def test_abort_request_of_an_unknown_rid_is_a_harmless_404(server):
+    assert server.post("/abort_request", {"rid": "no-such-request"}).status_code == 404
+    assert server.generate({"text": "hi", "sampling_params": {"max_new_tokens": 1}})["text"] is not None
 
 
 def test_regex_constraint_is_enforced(server):

@@ -80,6 +80,13 @@ def test_on_a_gpu_machine_each_replica_gets_its_own_device():
         plan_placements(3, cpus=[0, 1], gpus=2)
 
 
+def test_with_tp_each_replica_sees_its_own_run_of_devices():
+    placements = plan_placements(2, cpus=[0, 1, 2, 3], gpus=4, gpus_per_replica=2)
+    assert [p.visible_devices for p in placements] == ["0,1", "2,3"]
+    with pytest.raises(ValueError, match="--dp 2 --tp 2 needs 4 CUDA devices; this machine has 3"):
+        plan_placements(2, cpus=[0, 1], gpus=3, gpus_per_replica=2)
+
+
 def test_more_replicas_than_cores_is_refused():
     with pytest.raises(ValueError, match="at least 3 CPU cores"):
         plan_placements(3, cpus=[0, 1], gpus=0)

@@ -3,6 +3,11 @@
 One readable model file: embeddings -> N x (RMSNorm, attention with RoPE + GQA, RMSNorm,
 SwiGLU MLP) -> final norm -> logits for the rows the batch asks for only. Parameter names
 follow Hugging Face's, so safetensors load by name (q/k/v and gate/up are fused on load).
+
+Built with a `TPGroup` (runtime/distributed/), the model is one rank's shard: its sizes come
+from a `ShardPlan` (its heads, MLP width and vocabulary rows), o_proj and down_proj are
+row-parallel, the embedding vocabulary-parallel, and logits are gathered on rank 0. Without
+one (tp == 1) the plan is the whole model and the layers are the single-device ones.
 """
 
 from __future__ import annotations
@@ -13,24 +18,28 @@ import torch
 from torch import nn
 
 from radixlm import kernels
+from radixlm.runtime.distributed.sharding import ShardPlan
 from radixlm.runtime.model.config import ModelConfig
 from radixlm.runtime.model.forward_batch import ForwardBatch
 from radixlm.runtime.model.layers.attention import PoolAttention
 from radixlm.runtime.model.layers.linear import Linear
 from radixlm.runtime.model.layers.norm import RMSNorm
+from radixlm.runtime.model.layers.parallel_linear import row_linear
 from radixlm.runtime.model.layers.rotary import RotaryEmbedding
+from radixlm.runtime.model.layers.vocab_parallel import VocabParallelEmbedding
 
 
 class LlamaAttention(nn.Module):
-    def __init__(self, cfg: ModelConfig, layer_id: int, rotary: RotaryEmbedding) -> None:
+    def __init__(self, cfg: ModelConfig, layer_id: int, rotary: RotaryEmbedding, shard: ShardPlan, tp) -> None:
         super().__init__()
-        self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        self.q_size = cfg.num_heads * cfg.head_dim
-        self.kv_size = cfg.num_kv_heads * cfg.head_dim
+        # This rank's heads (all of them at tp == 1); qkv_proj is column-parallel by rows.
+        self.num_heads, self.num_kv_heads, self.head_dim = shard.num_heads, shard.num_kv_heads, cfg.head_dim
+        self.q_size = shard.num_heads * cfg.head_dim
+        self.kv_size = shard.num_kv_heads * cfg.head_dim
         self.qkv_proj = Linear(cfg.hidden_size, self.q_size + 2 * self.kv_size, bias=cfg.qkv_bias)
-        self.o_proj = Linear(self.q_size, cfg.hidden_size, bias=False)
+        self.o_proj = row_linear(self.q_size, cfg.hidden_size, False, tp)
         self.rotary = rotary
-        self.attn = PoolAttention(layer_id, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim)
+        self.attn = PoolAttention(layer_id, shard.num_heads, shard.num_kv_heads, cfg.head_dim)
 
     def forward(self, cos_sin, x: torch.Tensor, fb: ForwardBatch) -> torch.Tensor:
         qkv = self.qkv_proj(x)  # [tokens, q_size + 2 * kv_size]
@@ -42,20 +51,20 @@ class LlamaAttention(nn.Module):
 
 
 class LlamaMLP(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, shard: ShardPlan, tp) -> None:
         super().__init__()
-        self.gate_up_proj = Linear(cfg.hidden_size, 2 * cfg.intermediate_size, bias=False)
-        self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+        self.gate_up_proj = Linear(cfg.hidden_size, 2 * shard.intermediate_size, bias=False)
+        self.down_proj = row_linear(shard.intermediate_size, cfg.hidden_size, False, tp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(kernels.silu_and_mul(self.gate_up_proj(x)))
 
 
 class LlamaDecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig, layer_id: int, rotary: RotaryEmbedding) -> None:
+    def __init__(self, cfg: ModelConfig, layer_id: int, rotary: RotaryEmbedding, shard: ShardPlan, tp) -> None:
         super().__init__()
-        self.self_attn = LlamaAttention(cfg, layer_id, rotary)
-        self.mlp = LlamaMLP(cfg)
+        self.self_attn = LlamaAttention(cfg, layer_id, rotary, shard, tp)
+        self.mlp = LlamaMLP(cfg, shard, tp)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
@@ -71,23 +80,31 @@ class LlamaDecoderLayer(nn.Module):
 
 
 class LlamaForCausalLM(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, tp=None) -> None:
+        """`tp`: this rank's TPGroup (runtime/distributed/group.py), or None for one device."""
         super().__init__()
         self.cfg = cfg
+        self.tp = tp
+        rank, size = (tp.rank, tp.size) if tp is not None else (0, 1)
+        self.shard = ShardPlan.for_rank(cfg, rank, size)  # what this rank holds (all of it at tp == 1)
         self.compiled_decode = None  # set by ModelRunner on the CPU (llama_compiled_decode.py)
         self.lm_head_packed = None  # set by prepack_weights
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.embed_tokens = (
+            nn.Embedding(cfg.vocab_size, cfg.hidden_size) if tp is None
+            else VocabParallelEmbedding(self.shard.vocab_shard, cfg.hidden_size, self.shard.vocab_start, tp)
+        )
         # One table shared by all layers (the HF model builds it once too).
         rotary = RotaryEmbedding(cfg.head_dim, cfg.context_len, cfg.rope_theta, cfg.rope_scaling)
-        self.layers = nn.ModuleList(LlamaDecoderLayer(cfg, i, rotary) for i in range(cfg.num_layers))
+        self.layers = nn.ModuleList(LlamaDecoderLayer(cfg, i, rotary, self.shard, tp) for i in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.lm_head = (
-            None if cfg.tie_word_embeddings else nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+            None if cfg.tie_word_embeddings else nn.Linear(cfg.hidden_size, self.shard.vocab_shard, bias=False)
         )
 
     @torch.inference_mode()
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, fb: ForwardBatch) -> torch.Tensor:
-        """Returns float32 logits [len(fb.logits_indices), vocab] (empty if none are needed)."""
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, fb: ForwardBatch) -> torch.Tensor | None:
+        """Returns float32 logits [len(fb.logits_indices), vocab] (empty if none are needed);
+        None on tensor-parallel ranks other than 0, which need no logits."""
         if self.compiled_decode is not None and self.compiled_decode.applies(input_ids, fb):
             return self.compiled_decode.forward(input_ids, positions, fb)
         x = self.embed_tokens(input_ids)  # [tokens, hidden]
@@ -101,7 +118,8 @@ class LlamaForCausalLM(nn.Module):
         x = x[fb.logits_indices]
         residual = residual[fb.logits_indices]
         x, _ = self.norm(x, residual)
-        return kernels.linear(x, self.lm_head_weight, packed=self.lm_head_packed).float()
+        logits = kernels.linear(x, self.lm_head_weight, packed=self.lm_head_packed).float()
+        return logits if self.tp is None else self.tp.gather_logits(logits, self.cfg.vocab_size)
 
     @property
     def lm_head_weight(self) -> torch.Tensor:
@@ -118,7 +136,8 @@ class LlamaForCausalLM(nn.Module):
         return sum(w.numel() * w.element_size() for w in packed)
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Load Hugging Face-named tensors, fusing q/k/v and gate/up into one matmul each."""
+        """Load Hugging Face-named tensors, fusing q/k/v and gate/up into one matmul each.
+        Under tensor parallelism the tensors are already this rank's slices (`ShardPlan.select`)."""
         params = dict(self.named_parameters())
         fused = {"q_proj": ("qkv_proj", 0), "k_proj": ("qkv_proj", 1), "v_proj": ("qkv_proj", 2),
                  "gate_proj": ("gate_up_proj", 0), "up_proj": ("gate_up_proj", 1)}
@@ -146,10 +165,11 @@ class LlamaForCausalLM(nn.Module):
         self._check_all_loaded(params, loaded)
 
     def _shard_sizes(self, target: str) -> list[int]:
-        c = self.cfg
+        """Rows of the fused weight per checkpoint tensor, for this rank's shard."""
+        s = self.shard
         if target == "qkv_proj":
-            return [c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.num_kv_heads * c.head_dim]
-        return [c.intermediate_size, c.intermediate_size]
+            return [s.num_heads * s.head_dim, s.num_kv_heads * s.head_dim, s.num_kv_heads * s.head_dim]
+        return [s.intermediate_size, s.intermediate_size]
 
     def _check_all_loaded(self, params: dict, loaded: set[str]) -> None:
         missing = []
