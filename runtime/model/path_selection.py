@@ -39,8 +39,9 @@ MARGIN = 0.03
 # Timed while other processes compete for the cores, OpenMP's threads wait on each other and
 # every path runs several times slower, unevenly: on the shared 2-core EPYC beside another
 # test run a 19 ms compiled step took 0.8-1.7 s, the eager one 50-400 ms, and the process got
-# 50% of its two threads' time (one thread alone: 99%). Below this share the process uses its
-# choice but does not cache it, and times again at its next start.
+# 50% of its two threads' time (one thread alone: 99%), and the ranking changed from run to
+# run. Below this share the process keeps the default path, caches nothing, and times again
+# at its next start.
 BUSY_SHARE = 0.75
 
 

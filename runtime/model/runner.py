@@ -124,16 +124,16 @@ class ModelRunner:
             return candidates[0]
         start = time.perf_counter()
         timings = time_paths(paths, available)
-        choice = choose(timings, available)
         steps = {**timings.one_token, **{f"batch+{w}": t for w, t in timings.batch.items()}}
-        logger.info("CPU paths: %s, faster on this CPU (timed in %.1f s, %.0f%% of the threads' time: %s)",
-                    choice, time.perf_counter() - start, 100 * timings.cpu_share,
-                    {k: f"{v * 1e3:.1f} ms" for k, v in steps.items()})
-        if timings.contended:
-            logger.warning("CPU paths timed while other processes used the cores: not cached, timed again "
-                           "at the next start")
-        else:
-            PathCache.default().put(key, choice, timings)
+        measured = (f"timed in {time.perf_counter() - start:.1f} s, {100 * timings.cpu_share:.0f}% of the "
+                    f"threads' time: {', '.join(f'{k} {v * 1e3:.1f} ms' for k, v in steps.items())}")
+        if timings.contended:  # the ranking is the contention's: keep the default, time again next start
+            logger.warning("CPU paths: %s; other processes used the cores while timing (%s), so not "
+                           "chosen by it nor cached", available[0], measured)
+            return available[0]
+        choice = choose(timings, available)
+        PathCache.default().put(key, choice, timings)
+        logger.info("CPU paths: %s, faster on this CPU (%s)", choice, measured)
         return choice
 
     def _compile_decode(self) -> CompiledDecode | None:

@@ -121,17 +121,22 @@ def test_the_key_names_cpu_threads_model_dtype_and_request(model_folder):
     assert key != cache_key(model_folder, "torch.float32", 1, PathRequest("eager", "auto"))
 
 
-def test_an_engine_times_the_paths_once_then_reads_the_cache(model_folder, tmp_path, monkeypatch, caplog):
-    from radixlm.runtime import Engine
-    from radixlm.runtime.model import path_selection, path_timing, runner
+def _selection_on(monkeypatch, tmp_path, busy_share: float) -> None:
+    from radixlm.runtime.model import path_selection, path_timing
 
     monkeypatch.setenv("RADIXLM_PATH_SELECTION", "on")
     monkeypatch.setenv("RADIXLM_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(path_timing, "ROUNDS", 1)  # which path wins is not the question here
-    monkeypatch.setattr(path_selection, "BUSY_SHARE", 0.0)  # cache even beside the suite's other runs
+    monkeypatch.setattr(path_selection, "BUSY_SHARE", busy_share)
+
+
+def _times_once_then_reads_the_cache(engine_args: dict, tmp_path, monkeypatch, caplog) -> None:
+    from radixlm.runtime import Engine
+    from radixlm.runtime.model import runner
+
+    _selection_on(monkeypatch, tmp_path, 0.0)  # cache even beside the suite's other runs
     caplog.set_level("INFO", logger="radixlm.runtime.model.runner")
-    args = dict(model_path=str(model_folder), max_total_tokens=2000)  # a folder: no GGUF conversion
-    with Engine(**args) as engine:
+    with Engine(**engine_args) as engine:
         chosen = engine.scheduler.runner.paths
         model = engine.scheduler.runner.model
         assert (model.compiled_decode is not None) == (chosen.decode == "compiled")
@@ -139,7 +144,6 @@ def test_an_engine_times_the_paths_once_then_reads_the_cache(model_folder, tmp_p
         assert engine.generate("The capital of France is", {"max_new_tokens": 4})["meta_info"]["completion_tokens"] == 4
     (entry,) = json.loads((tmp_path / "paths.json").read_text()).values()
     assert PathChoice(entry["decode"], entry["weights"]) == chosen
-    assert set(entry["timings"]["one_token"]) <= {"compiled", "eager+prepacked", "eager+plain"}
     assert "faster on this CPU" in caplog.text
 
     def no_timing(*a, **k):
@@ -147,6 +151,32 @@ def test_an_engine_times_the_paths_once_then_reads_the_cache(model_folder, tmp_p
 
     monkeypatch.setattr(runner, "time_paths", no_timing)
     caplog.clear()
-    with Engine(**args) as engine:
+    with Engine(**engine_args) as engine:
         assert engine.scheduler.runner.paths == chosen
     assert "measured before" in caplog.text
+
+
+def test_an_engine_times_the_weights_once_then_reads_the_cache(model_folder, tmp_path, monkeypatch, caplog):
+    # eager forced: no compile, so this stays quick; the slow test below times all four
+    args = dict(model_path=str(model_folder), max_total_tokens=2000, cpu_decode="eager")
+    _times_once_then_reads_the_cache(args, tmp_path, monkeypatch, caplog)
+    (entry,) = json.loads((tmp_path / "paths.json").read_text()).values()
+    assert set(entry["timings"]["one_token"]) == {"eager+prepacked", "eager+plain"}
+
+
+@pytest.mark.slow
+def test_an_engine_times_all_four_paths_once_then_reads_the_cache(model_folder, tmp_path, monkeypatch, caplog):
+    args = dict(model_path=str(model_folder), max_total_tokens=2000)  # a folder: no GGUF conversion
+    _times_once_then_reads_the_cache(args, tmp_path, monkeypatch, caplog)
+    (entry,) = json.loads((tmp_path / "paths.json").read_text()).values()
+    assert set(entry["timings"]["one_token"]) == {"compiled", "eager+prepacked", "eager+plain"}
+
+
+def test_a_contended_timing_keeps_the_default_and_caches_nothing(model_folder, tmp_path, monkeypatch, caplog):
+    from radixlm.runtime import Engine
+
+    _selection_on(monkeypatch, tmp_path, 1.01)  # every timing counts as contended
+    with Engine(model_path=str(model_folder), max_total_tokens=2000, cpu_decode="eager") as engine:
+        assert engine.scheduler.runner.paths == PathRequest("eager").fixed() == EAGER_PACKED
+    assert not (tmp_path / "paths.json").exists()
+    assert "not chosen by it nor cached" in caplog.text
