@@ -6,7 +6,7 @@ attached or detached (`use`). `time_paths` runs every candidate side by side —
 of each per round, ROUNDS rounds, medians — because on a shared machine the speed drifts
 over seconds, and timing one path after the other would measure the drift. Each forward
 runs on a throwaway KV pool with CONTEXT keys per request, like a short conversation.
-Cost on the 2-core EPYC with the bundled 135M model: ~1.2 s on a quiet machine (the compile
+Cost on the 2-core EPYC with the bundled 135M model: ~1.5 s on a quiet machine (the compile
 itself not counted: the default path pays it anyway); capped near BUDGET_S where steps are
 slow. The CPU share the process got while timing tells a contended timing (not cached).
 """
