@@ -179,7 +179,7 @@ def e2e_one(mode: str, prompts: list[str], max_new: list[int]) -> dict:
 
     with Engine(max_total_tokens=40000, disable_jump_forward=mode == "constrained, jump-forward off",
                 disable_budget_completion=mode == "constrained, budget completion off") as e:
-        e.generate(prompts[0], {"max_new_tokens": 2, "json_schema": json.dumps(SCHEMA)})  # compile
+        e.generate(prompts[0], {"max_new_tokens": 64, "json_schema": json.dumps(SCHEMA)})  # compile (budget: >= shortest)
         e.call_in_loop(lambda s: setattr(s, "stats", type(s.stats)()))
         extra = {"ignore_eos": True} if mode == "unconstrained" else {"json_schema": json.dumps(SCHEMA)}
         params = [{"max_new_tokens": n, "temperature": 0, **extra} for n in max_new]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any, get_type_hints
 
 API_KEY_ENV = "RADIXLM_API_KEY"
+TOOL_CALL_PARSERS = ("hermes", "qwen25", "llama3", "mistral")  # runtime/tools/formats.py FORMATS
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class ServerArgs:
     schedule_policy: str = "lpm"
     random_seed: int | None = None
     chat_template: str | None = None  # path to a Jinja template overriding the model's
+    tool_call_parser: str | None = None  # hermes|qwen25|llama3|mistral; default: told from the chat template
     log_level: str = "info"
     log_requests: bool = False
     disable_jump_forward: bool = False
@@ -71,6 +73,9 @@ class ServerArgs:
                 raise ValueError(f"{name} must be > 0 (got {getattr(self, name)})")
         if self.schedule_policy not in ("lpm", "fcfs"):
             raise ValueError(f"schedule_policy must be lpm or fcfs (got {self.schedule_policy!r})")
+        if self.tool_call_parser is not None and self.tool_call_parser not in TOOL_CALL_PARSERS:
+            raise ValueError(f"tool_call_parser must be one of {', '.join(TOOL_CALL_PARSERS)} "
+                             f"(got {self.tool_call_parser!r})")
         if self.dp < 1:
             raise ValueError(f"dp must be >= 1 (got {self.dp})")
         if self.tp < 1:

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from outlines_core.json_schema import build_regex_from_schema
 
+from radixlm.runtime.constrained.schema_formats import plain_formats
 from radixlm.runtime.constrained.schema_refs import inline_refs
 
 # The frontend's typed-generation regexes (wire-protocol A.1; SGLang's sglang.lang.ir).
@@ -63,15 +64,23 @@ def canonical_spec(kind: str, spec: Any) -> str:
     raise ValueError(f"unknown constraint kind {kind!r}; expected one of {', '.join(KINDS)}")
 
 
+def _prepared(schema_text: str) -> str:
+    """Recursion bounded by us (schema_refs.py says why) and formats made plain
+    (schema_formats.py)."""
+    schema = plain_formats(json.loads(schema_text))
+    if '"$ref"' in schema_text:
+        schema = inline_refs(schema, MAX_JSON_RECURSION_DEPTH)
+    return json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
+
+
 def constraint_regex(kind: str, canonical: str, whitespace: str | None = COMPACT_WHITESPACE) -> str:
     """The regex a whole output must match, from `canonical_spec(kind, ...)`."""
     if kind == "regex":
         return strip_outer_anchors(canonical)
     if kind == "json_schema":
         try:
-            if '"$ref"' in canonical:  # bound recursion ourselves (schema_refs.py says why)
-                canonical = json.dumps(inline_refs(json.loads(canonical), MAX_JSON_RECURSION_DEPTH),
-                                       separators=(",", ":"), ensure_ascii=False)
+            if '"$ref"' in canonical or '"format"' in canonical:
+                canonical = _prepared(canonical)
             return build_regex_from_schema(canonical, whitespace, MAX_JSON_RECURSION_DEPTH)
         except (ValueError, TypeError, RuntimeError) as e:
             raise ValueError(f"unsupported json_schema: {e}") from None

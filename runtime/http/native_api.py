@@ -103,7 +103,7 @@ class NativeApi:
             "weight_version": "default",
             "load_format": "auto",
             "reasoning_parser": None,
-            "tool_call_parser": None,
+            **self.tm.tool_setup.metadata(),
             "disaggregation_mode": "null",
             "has_image_understanding": False,
             "has_audio_understanding": False,

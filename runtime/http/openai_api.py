@@ -3,12 +3,13 @@
 
 A request becomes one `RequestSpec` per (prompt, sample) and runs through the same
 TokenizerManager as /generate; the SGLang-shaped results are then re-shaped into OpenAI
-objects. Chat prompts use the model's own chat template (or --chat-template);
+objects. Chat prompts use the model's own chat template (or --chat-template); `tools` (and the
+legacy `functions`) go through openai_tools.py (docs/tool-calling.md);
 `response_format` json_object / json_schema becomes the `json_schema` constraint. `echo` on
 /v1/completions prepends the prompt to the text (and its logprobs, the first one null, to the
 logprobs); with echo, `max_tokens: 0` scores the prompt only (what evaluation harnesses use). Not
-supported yet, and refused with 400 rather than ignored: other response formats, `tools`,
-`suffix`, multimodal content parts; an unknown field is a 400 too (request_fields.py).
+supported yet, and refused with 400 rather than ignored: other response formats, `suffix`,
+multimodal content parts, `tools` on /v1/completions; an unknown field is a 400 too (request_fields.py).
 The `model` field is not checked: there is one model.
 """
 
@@ -29,12 +30,14 @@ from radixlm.runtime.http.chat_messages import chat_messages
 from radixlm.runtime.http.common import read_json
 from radixlm.runtime.http.generate_input import RequestSpec
 from radixlm.runtime.http.model_info import served_model_name
+from radixlm.runtime.http.openai_tools import ToolDeltas, ToolPlan, prompt_messages, tool_plan
 from radixlm.runtime.http.request_fields import FieldPolicy, check_fields, openai_policy
 from radixlm.runtime.http.request_lifecycle import collect, stream_response
 from radixlm.runtime.sampling.sampling_params import SamplingParams
 from radixlm.runtime.server.tokenizer_manager import ReqState, TokenizerManager
 from radixlm.runtime.server.tokenizer_pool import INLINE_CHARS
 from radixlm.runtime.server_args import ServerArgs
+from radixlm.runtime.tools.formats import closed_objects
 from radixlm.runtime.validation import Bool, Int, Rule
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
@@ -69,15 +72,16 @@ CHAT_RULES: dict[str, Rule] = {
     "logprobs": Bool(),
     "top_logprobs": Int(lo=0, hi=20, description="only with logprobs: true (else a 400)"),
 }
-_COMMON_FIELDS = {"n", "stream", "stream_options", "response_format", "tools", "tool_choice", *SAMPLING_FIELDS}
+_COMMON_FIELDS = {"n", "stream", "stream_options", "response_format", *SAMPLING_FIELDS}
+TOOL_FIELDS = {"tools", "tool_choice", "parallel_tool_calls", "functions", "function_call"}
 COMPLETION_FIELDS = openai_policy(
     "/v1/completions", _COMMON_FIELDS | {"prompt", "max_tokens", "logprobs", "echo", "suffix"},
-    unsupported={"best_of"}, defaults={"best_of": (1,)},
+    unsupported={"best_of", *TOOL_FIELDS}, defaults={"best_of": (1,)},
 )
 CHAT_FIELDS = openai_policy(
     "/v1/chat/completions",
-    _COMMON_FIELDS | {"messages", "max_tokens", "max_completion_tokens", "logprobs", "top_logprobs"},
-    unsupported={"functions", "function_call", "audio", "modalities", "prediction", "web_search_options",
+    _COMMON_FIELDS | TOOL_FIELDS | {"messages", "max_tokens", "max_completion_tokens", "logprobs", "top_logprobs"},
+    unsupported={"audio", "modalities", "prediction", "web_search_options",
                  "reasoning_effort", "verbosity"},
     defaults={"modalities": (["text"],)},
 )
@@ -103,36 +107,34 @@ def response_format_schema(fmt: Any) -> str | None:
     raise ValueError(f"response_format {kind or fmt!r} is not supported (use text, json_object or json_schema)")
 
 
-def closed_objects(schema: Any) -> Any:
-    """`strict`: as OpenAI defines it, an object has exactly the properties its schema lists,
-    so every object schema without its own `additionalProperties` gets `false`."""
-    if isinstance(schema, list):
-        return [closed_objects(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: closed_objects(v) for k, v in schema.items()}
-    if (out.get("type") == "object" or "properties" in out) and "additionalProperties" not in out:
-        out["additionalProperties"] = False
-    return out
-
-
 def _check_unsupported(body: dict) -> None:
-    if body.get("tools") and body.get("tool_choice") != "none":
-        raise ValueError("tools / function calling is not supported yet")
     if body.get("suffix"):
         raise ValueError("suffix is not supported yet")
 
 
-def _sampling_params(body: dict, max_tokens: int | None, max_tokens_name: str) -> SamplingParams:
+def _sampling_params(body: dict, max_tokens: int | None, max_tokens_name: str,
+                     tools: ToolPlan | None = None) -> SamplingParams:
     d = {ours: body[theirs] for theirs, ours in SAMPLING_FIELDS.items() if body.get(theirs) is not None}
     names = {ours: theirs for theirs, ours in SAMPLING_FIELDS.items()}  # errors name the client's field
     if max_tokens is not None:
         d["max_new_tokens"] = max_tokens
         names["max_new_tokens"] = max_tokens_name
-    if (schema := response_format_schema(body.get("response_format"))) is not None:
+    schema = response_format_schema(body.get("response_format"))
+    if tools is not None and tools.constrains:
+        for key, value in tools.constraint(schema).items():
+            if key == "stop":  # the call's end marker, after the client's own stops
+                value = _stops(d.get("stop")) + value
+            else:
+                names[key] = "tools"
+            d[key] = value
+    elif schema is not None:
         d["json_schema"] = schema
         names["json_schema"] = "response_format"
     return SamplingParams.from_dict(d, names)
+
+
+def _stops(stop: Any) -> list:
+    return [] if stop is None else [stop] if isinstance(stop, str) else list(stop)
 
 
 def _field(body: dict, rules: dict[str, Rule], name: str, default: Any = None) -> Any:
@@ -211,11 +213,12 @@ def chat_logprobs(entries: list, top: list | None) -> dict:
 class _StreamRenderer:
     """OpenAI chunks from cumulative-text events: text deltas per choice, usage at the end."""
 
-    def __init__(self, api: OpenAIApi, states: list[ReqState], n: int, chat: bool,
-                 include_usage: bool, want_logprobs: bool, echoes: list[str] | None = None) -> None:
-        self.api, self.states, self.n, self.chat = api, states, n, chat
-        self.include_usage, self.want_logprobs, self.echoes = include_usage, want_logprobs, echoes
-        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+    def __init__(self, api: OpenAIApi, states: list[ReqState], call: _Call, want_logprobs: bool) -> None:
+        self.api, self.states, self.n, self.chat = api, states, call.n, call.chat
+        self.include_usage, self.want_logprobs, self.echoes = call.include_usage, want_logprobs, call.echoes
+        # chat with tools: each choice's text goes through its own call parser
+        self.tools: list[ToolDeltas | None] = [call.tools.stream() if call.tools else None for _ in states]
+        self.id = ("chatcmpl-" if self.chat else "cmpl-") + uuid.uuid4().hex
         self.created = int(time.time())
         self.sent = [0] * len(states)  # characters of each choice already sent
         self.started = [False] * len(states)
@@ -246,6 +249,8 @@ class _StreamRenderer:
             self.started[index] = True
             chunks.append(self._chunk({"index": index, "delta": {"role": "assistant", "content": ""},
                                        "logprobs": None, "finish_reason": None}))
+        if (tools := self.tools[index]) is not None:
+            return chunks + self._tool_chunks(index, tools, event["text"], reason, matched)
         if not delta and reason is None:
             return chunks
         if self.chat:
@@ -256,6 +261,17 @@ class _StreamRenderer:
             choice = {"index": index, "text": delta, "logprobs": lp}
         choice.update(finish_reason=reason, matched_stop=matched)
         chunks.append(self._chunk(choice))
+        return chunks
+
+    def _tool_chunks(self, index: int, tools: ToolDeltas, text: str, reason: str | None,
+                     matched: Any) -> list[dict]:
+        """One chunk per content or call delta; the finish_reason on the last (logprobs are
+        not split along call boundaries, so a tool-calling stream carries none)."""
+        chunks = [self._chunk({"index": index, "delta": d, "logprobs": None, "finish_reason": None})
+                  for d in tools.feed(text, final=reason is not None)]
+        if reason is not None:
+            chunks.append(self._chunk({"index": index, "delta": {}, "logprobs": None,
+                                       "finish_reason": tools.finish_reason(reason), "matched_stop": matched}))
         return chunks
 
     def tail(self) -> list[dict]:
@@ -275,6 +291,7 @@ class _Call(NamedTuple):
     stream: bool
     include_usage: bool
     echoes: list[str] | None = None  # completions with echo: each spec's prompt text
+    tools: ToolPlan | None = None  # chat with tools: how calls are answered
 
 
 class OpenAIApi:
@@ -338,31 +355,33 @@ class OpenAIApi:
             raise ValueError("top_logprobs needs logprobs: true (got top_logprobs without it)")
         n = _field(body, CHAT_RULES, "n", 1)
         streaming = _streaming(body)  # before the prompt: a bad field is refused before tokenizing
-        text = self.tm.render_chat(chat_messages(body.get("messages")))
+        tools = tool_plan(body, self.tm.tool_setup)
+        messages, template_args = prompt_messages(chat_messages(body.get("messages")), tools, self.tm.tool_setup)
+        text = self.tm.render_chat(messages, **template_args)
         ids = self.tm.pool.token_ids(text, add_special_tokens=False)
         if max_tokens is None:  # as much as fits, like OpenAI (bounded by the context and the pool)
             room = min(self.tm.scheduler_info.get("context_len", 0), self.tm.scheduler_info.get("kv_pool_size", 0))
             max_tokens = max(room - len(ids), 1)
-        params = _sampling_params(body, max_tokens, name)
+        params = _sampling_params(body, max_tokens, name, tools)
         specs = [RequestSpec(rid=uuid.uuid4().hex, params=params.for_choice(j), input_ids=ids,
                              return_logprob=want, top_logprobs_num=top or 0, return_text_in_logprobs=True,
                              field_names={"max_new_tokens": name, "input_ids": "messages"})
                  for j in range(n)]
-        return _Call(specs, n, True, *streaming)
+        return _Call(specs, n, True, *streaming, tools=tools)
 
     # ---- shared -------------------------------------------------------------------------
     async def _run(self, request: Request, call: _Call) -> Response:
         want_logprobs = call.specs[0].return_logprob
         if call.stream:
             return await stream_response(request, self.tm, call.specs, lambda states: _StreamRenderer(
-                self, states, call.n, call.chat, call.include_usage, want_logprobs, call.echoes))
+                self, states, call, want_logprobs))
         states = await collect(request, self.tm, call.specs)
         if states is None:
             return Response(status_code=499)
-        return JSONResponse(self._response(states, call.n, call.chat, want_logprobs, call.echoes))
+        return JSONResponse(self._response(states, call, want_logprobs))
 
-    def _response(self, states: list[ReqState], n: int, chat: bool, want_logprobs: bool,
-                  echoes: list[str] | None) -> dict:
+    def _response(self, states: list[ReqState], call: _Call, want_logprobs: bool) -> dict:
+        n, chat, echoes = call.n, call.chat, call.echoes
         choices = []
         for i, state in enumerate(states):
             result = state.builder.result()
@@ -371,8 +390,10 @@ class OpenAIApi:
             entries, top = meta.get("output_token_logprobs") or [], meta.get("output_top_logprobs")
             choice: dict[str, Any] = {"index": i}
             if chat:
-                choice["message"] = {"role": "assistant", "content": result["text"],
-                                     "reasoning_content": None, "tool_calls": None}
+                message = {"role": "assistant", "content": result["text"], "tool_calls": None}
+                if call.tools is not None:
+                    message, reason = call.tools.message(result["text"], reason)
+                choice["message"] = {**message, "reasoning_content": None}
                 choice["logprobs"] = chat_logprobs(entries, top) if want_logprobs else None
             else:
                 if echoes is not None:
@@ -389,7 +410,7 @@ class OpenAIApi:
     def _card(self) -> dict:
         return {"id": self.model_name, "object": "model", "created": self.created, "owned_by": "radixlm",
                 "root": self.model_name, "parent": None,
-                "max_model_len": self.tm.scheduler_info.get("context_len")}
+                "max_model_len": self.tm.scheduler_info.get("context_len"), **self.tm.tool_setup.metadata()}
 
     async def models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [self._card()]})

@@ -37,6 +37,8 @@ from radixlm.runtime.http.web_view import (
     TREE_PARAMS,
 )
 from radixlm.runtime.sampling import sampling_params
+from radixlm.runtime.server_args import TOOL_CALL_PARSERS
+from radixlm.runtime.tools.spec import MAX_TOOLS
 from radixlm.runtime.validation import Rule, Schema
 
 
@@ -247,8 +249,6 @@ def _openai_common(policy: FieldPolicy, rules: dict[str, Rule]) -> dict[str, Sch
         "stream_options": _nullable({"type": "object", "properties": {"include_usage": {}},
                                      "description": "only with stream: true (else a 400)"}),
         "response_format": _nullable({"anyOf": [_ref("ResponseFormatSimple"), _ref("ResponseFormatJsonSchema")]}),
-        "tools": {"description": "refused when non-empty (unless tool_choice is \"none\")"},
-        "tool_choice": {},
         **{theirs: sampling[ours] for theirs, ours in SAMPLING_FIELDS.items()},
         **_rule_schemas(rules),
         **_no_file_fields(),
@@ -280,7 +280,46 @@ def _chat_message() -> Schema:
         "required": ["role"],
         "properties": {"role": {"enum": list(chat_messages.ROLES)},
                        "name": _nullable(name),
-                       "content": _nullable({"anyOf": [{"type": "string"}, _list(part)]})},
+                       "content": _nullable({"anyOf": [{"type": "string"}, _list(part)]}),
+                       "tool_calls": _nullable(_list(_ref("ToolCall"), max_items=chat_messages.MAX_TOOL_CALLS)),
+                       "function_call": _nullable(_ref("FunctionCall")),
+                       "tool_call_id": _nullable({"type": "string", "maxLength": chat_messages.MAX_CALL_ID})},
+    }
+
+
+def _tool_schemas() -> dict[str, Schema]:
+    """tools / functions of a chat request and the calls of its messages (docs/tool-calling.md)."""
+    name = {"type": "string", "pattern": f"^{chat_messages.NAME.pattern}$"}
+    function = {"type": "object", "required": ["name"],
+                "properties": {"name": name, "description": {"type": "string"},
+                               "parameters": {"type": "object", "description": "a JSON schema of the arguments object"},
+                               "strict": {"type": "boolean"}}}
+    call = {"type": "object", "required": ["name"],
+            "properties": {"name": name, "arguments": {"type": "string", "description": "a JSON object, as text"}}}
+    return {
+        "FunctionDefinition": function,
+        "Tool": {"type": "object", "required": ["function"],
+                 "properties": {"type": {"const": "function"}, "function": _ref("FunctionDefinition")}},
+        "FunctionCall": call,
+        "ToolCall": {"type": "object", "required": ["function"],
+                     "properties": {"id": {"type": "string", "maxLength": chat_messages.MAX_CALL_ID},
+                                    "type": {"const": "function"}, "function": _ref("FunctionCall")}},
+    }
+
+
+def _tool_fields() -> dict[str, Schema]:
+    named = {"type": "object", "required": ["type", "function"],
+             "properties": {"type": {"const": "function"},
+                            "function": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}}
+    return {
+        "tools": _nullable(_list(_ref("Tool"), max_items=MAX_TOOLS)),
+        "tool_choice": _nullable({"anyOf": [{"enum": ["none", "auto", "required"]}, named],
+                                  "description": "default auto with tools; a named function must be among them"}),
+        "parallel_tool_calls": _nullable({"type": "boolean", "description": "default true"}),
+        "functions": _nullable(_list(_ref("FunctionDefinition"), max_items=MAX_TOOLS)),
+        "function_call": _nullable({"anyOf": [{"enum": ["none", "auto"]},
+                                              {"type": "object", "required": ["name"],
+                                               "properties": {"name": {"type": "string"}}}]}),
     }
 
 
@@ -291,6 +330,7 @@ def _chat_request() -> Schema:
         "additionalProperties": False,
         "properties": {
             **_openai_common(CHAT_FIELDS, CHAT_RULES),
+            **_tool_fields(),
             "messages": _list(_ref("ChatMessage"), min_items=1),
         },
     }
@@ -354,7 +394,9 @@ def _openai_result(kind: str) -> Schema:
 def _model_card() -> Schema:
     return {"type": "object", "required": ["id", "object", "created", "owned_by"],
             "properties": {"id": {"type": "string"}, "object": {"const": "model"}, "created": _int(0),
-                           "owned_by": {"type": "string"}, "max_model_len": {"type": ["integer", "null"]}}}
+                           "owned_by": {"type": "string"}, "max_model_len": {"type": ["integer", "null"]},
+                           "tool_call_parser": {"enum": list(TOOL_CALL_PARSERS)},
+                           "tool_call_prompt": {"enum": ["chat template", "system message"]}}}
 
 
 def _schemas() -> dict[str, Schema]:
@@ -366,6 +408,7 @@ def _schemas() -> dict[str, Schema]:
         "CompletionRequest": _completion_request(),
         "ChatCompletionRequest": _chat_request(),
         "ChatMessage": _chat_message(),
+        **_tool_schemas(),
         **_response_formats(),
         **_small_requests(),
         "Completion": _openai_result("text_completion"),

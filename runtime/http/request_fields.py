@@ -80,7 +80,7 @@ GENERATE_FIELDS = FieldPolicy(
 
 # OpenAI fields that do not change a completion from a single-model server.
 _OPENAI_INERT = frozenset({"model", "user", "metadata", "store", "service_tier", "safety_identifier",
-                           "prompt_cache_key", "parallel_tool_calls"})
+                           "prompt_cache_key"})
 # SGLang / vLLM extensions of the OpenAI routes that radixlm does not implement.
 _OPENAI_EXTENSIONS = FILE_FIELDS | frozenset({
     "rid", "return_hidden_states", "chat_template_kwargs", "separate_reasoning",

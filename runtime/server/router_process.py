@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import time
@@ -25,6 +24,7 @@ from typing import IO, Any
 from radixlm.runtime.server.child_process import LOG_FORMAT
 from radixlm.runtime.server.launch import exposure_warning, ignore_stop_signals, raise_interrupt
 from radixlm.runtime.server.router import RouterConfig, router_command, router_env
+from radixlm.runtime.server.server_process import stop_process_group
 
 logger = logging.getLogger("radixlm.router")
 
@@ -74,14 +74,7 @@ class RouterProcess:
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
         """SIGTERM (it drains for --shutdown-grace-period-secs), then SIGKILL to its group."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process_group(self.proc, timeout)
 
     def __enter__(self) -> RouterProcess:
         return self

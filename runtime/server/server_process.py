@@ -89,17 +89,23 @@ class ServerProcess:
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
         """SIGTERM (the server stops its children), then SIGKILL to the whole process group
         if it lingers. Returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process_group(self.proc, timeout)
 
     def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float) -> int | None:
+    """SIGTERM to a process that leads its own group, then SIGKILL to the group if it
+    lingers past `timeout`; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import zmq
 import zmq.asyncio
@@ -50,6 +50,7 @@ from radixlm.runtime.server.messages import (
 )
 from radixlm.runtime.server.tokenizer_pool import RequestLimits, TokenizerPool
 from radixlm.runtime.server_args import ServerArgs
+from radixlm.runtime.tools.formats import ToolSetup
 
 logger = logging.getLogger(__name__)
 # Prompts and outputs go only here, and only with --log-requests (it sets INFO on this
@@ -95,6 +96,8 @@ class TokenizerManager:
         self.model_folder = Path(model_folder)
         self.tokenizer = load_tokenizer(self.model_folder)
         self.chat_template = Path(args.chat_template).read_text() if args.chat_template else None
+        own = getattr(self.tokenizer, "chat_template", None)
+        self.tool_setup = ToolSetup.of(args.tool_call_parser, self.chat_template or (own if isinstance(own, str) else None))
         self.metrics = ServerMetrics(replica=args.replica_name)
         self.states: dict[str, ReqState] = {}
         self.scheduler_info: dict = {}
@@ -135,14 +138,15 @@ class TokenizerManager:
         return self.scheduler_info
 
     # ---- requests -----------------------------------------------------------------------
-    def render_chat(self, messages: list[dict]) -> str:
+    def render_chat(self, messages: list[dict], **template_args: Any) -> str:
         """The prompt text of checked chat messages (http/chat_messages.py). A template that
         refuses them (`raise_exception`: roles out of order, a role it does not know) is the
         client's 400, not our 500."""
         from jinja2 import TemplateError  # transformers' template engine
 
         try:
-            return apply_chat_template(self.tokenizer, messages, chat_template=self.chat_template)
+            return apply_chat_template(self.tokenizer, messages, chat_template=self.chat_template,
+                                       **template_args)
         except TemplateError as exc:
             raise ValueError(f"the chat template refused these messages: {exc}") from None
 

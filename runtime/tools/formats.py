@@ -49,7 +49,7 @@ class ToolCallFormat:
     # ---- constraints --------------------------------------------------------------------
     def call_schema(self, tools: list[ToolSpec]) -> dict:
         """One call's JSON: a tool's name and its arguments, name first."""
-        options = [{"type": "object", "properties": {"name": {"const": t.name}, self.arguments_key: _params(t)},
+        options = [{"type": "object", "properties": {"name": {"const": t.name}, self.arguments_key: arguments_schema(t)},
                     "required": ["name", self.arguments_key], "additionalProperties": False}
                    for t in tools]
         return options[0] if len(options) == 1 else {"anyOf": options}
@@ -59,7 +59,9 @@ class ToolCallFormat:
         one = (escape_literal(self.begin)
                + constraint_regex("json_schema", canonical_spec("json_schema", self.call_schema(tools)), whitespace)
                + escape_literal(self.end))
-        return one + (f"(?:{escape_literal(self.separator)}{one})*" if parallel else "")
+        # Each call followed by the separator: `one(sep one)*` would write the call's regex
+        # twice, doubling the automaton the regex backend must build.
+        return f"(?:{one}{escape_literal(self.separator)})+" if parallel else one
 
     def structural_tag(self, tools: list[ToolSpec]) -> dict:
         """auto: free text, and a complete call after the opening."""
@@ -81,6 +83,10 @@ class ToolCallFormat:
                 first = m.start() if first is None else first
         content = text if first is None else text[:first]
         return (content.strip() or None), calls
+
+    def cut(self, text: str) -> bool:
+        """A call was opened in `text` and not finished (max_tokens cut it)."""
+        return text.count(self.begin) > len(self.parse(text)[1])
 
     def _parse_one(self, body: str) -> ParsedCall | None:
         try:
@@ -124,6 +130,10 @@ class Llama3Format(ToolCallFormat):
         calls = [c for c in (self._parse_one(part) for part in body.split(self.separator)) if c]
         return (None, calls) if calls else (text.strip() or None, [])
 
+    def cut(self, text: str) -> bool:
+        body = text.removeprefix("<|python_tag|>").strip()
+        return body.startswith("{") and len(self.parse(text)[1]) < len(body.split(self.separator))
+
 
 class MistralFormat(ToolCallFormat):
     name = "mistral"
@@ -157,6 +167,9 @@ class MistralFormat(ToolCallFormat):
         calls = [c for c in (self._parse_one(json.dumps(i)) for i in items) if c]
         return (text[:at].strip() or None), calls
 
+    def cut(self, text: str) -> bool:
+        return self.begin in text and not self.parse(text)[1]
+
 
 FORMATS = {"hermes": ToolCallFormat(), "qwen25": ToolCallFormat(), "llama3": Llama3Format(),
            "mistral": MistralFormat()}
@@ -181,7 +194,25 @@ def template_takes_tools(chat_template: str | None) -> bool:
     return bool(chat_template) and re.search(r"\btools\b", chat_template) is not None
 
 
-def _params(tool: ToolSpec) -> dict:
+@dataclass(frozen=True)
+class ToolSetup:
+    """The server's tool-call format and whether its chat template renders `tools` itself."""
+
+    fmt: ToolCallFormat
+    template_takes_tools: bool
+
+    @classmethod
+    def of(cls, parser: str | None, chat_template: str | None) -> ToolSetup:
+        return cls(format_for(parser, chat_template), template_takes_tools(chat_template))
+
+    def metadata(self) -> dict[str, Any]:
+        """For /get_model_info and /v1/models: how this server writes and describes tools."""
+        return {"tool_call_parser": self.fmt.name,
+                "tool_call_prompt": "chat template" if self.template_takes_tools else "system message"}
+
+
+def arguments_schema(tool: ToolSpec) -> dict:
+    """The schema a call's arguments are held to (`strict` closes its objects)."""
     return closed_objects(tool.parameters) if tool.strict else tool.parameters
 
 

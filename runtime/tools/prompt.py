@@ -22,6 +22,8 @@ def tool_conversation(messages: list[dict], tools: list[ToolSpec], fmt: ToolCall
     if template_takes_tools:
         return [_for_template(m) for m in messages], {"tools": [_openai_tool(t) for t in tools]}
     out = [_in_words(m, fmt) for m in messages]
+    if not tools:  # past calls and results only (tool_choice aside, no tools this turn)
+        return out, {}
     described = fmt.system_prompt(tools)
     if out and out[0]["role"] == "system":
         out[0] = {"role": "system", "content": f"{out[0]['content']}\n\n{described}".strip()}

@@ -49,7 +49,8 @@ class ToolCallStream:
         out = []
         bodies = body.split(self.fmt.end + self.fmt.separator + self.fmt.begin)
         for i, part in enumerate(bodies):
-            closed = i < len(bodies) - 1 or self.fmt.end in part
+            # At the end a call may lack its closing marker: a stop string trimmed it.
+            closed = i < len(bodies) - 1 or self.fmt.end in part or final
             out += self._one(i, part.split(self.fmt.end)[0], closed)
         return out
 

@@ -75,3 +75,12 @@ def test_sglangs_own_decode_json_program(endpoint):
 
     sgl.set_default_backend(endpoint)
     test_programs.test_decode_json()
+
+
+def test_sglangs_own_tool_use_program(endpoint):
+    """SGLang 0.5.23's test_tool_use: `select` picks the tools a question needs (the
+    ordered choice among tool names, over our /generate's choices)."""
+    from sglang.test import test_programs
+
+    sgl.set_default_backend(endpoint)
+    test_programs.test_tool_use()
