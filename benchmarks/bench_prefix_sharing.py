@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from child import run_child  # noqa: E402
+from machine import machine_line, print_machine  # noqa: E402
 from workloads import few_shot_requests  # noqa: E402
 
 
@@ -63,18 +63,6 @@ def run_in_subprocess(system: str, workload_path: str, python: str) -> dict:
     else:
         cmd = [python, str(HERE / "peers.py"), system, workload_path, result_path]
     return run_child(cmd, result_path)
-
-
-def machine_line() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def table(results: dict[str, dict]) -> str:
@@ -114,6 +102,7 @@ def main() -> None:
             json.dump(result, f)
         return
 
+    print_machine()
     from radixlm.runtime.model.loader import bundled_model_path, resolve_model
     from radixlm.runtime.model.tokenizer import load_tokenizer
 

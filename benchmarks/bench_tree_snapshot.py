@@ -43,7 +43,7 @@ from radixlm.runtime.mem_cache.tree_snapshot import TreeQuery, take_snapshot
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_prefix_sharing import machine_line  # noqa: E402
+from machine import machine_line  # noqa: E402
 
 VOCAB = 49152  # SmolLM2's
 POOL_SLOTS = 1 << 24  # room for every tree here; alloc is a slice, so size costs nothing per call

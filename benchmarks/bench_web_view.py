@@ -20,7 +20,6 @@ full 256 nodes.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import json
 import statistics
@@ -35,8 +34,10 @@ import psutil
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_prefix_sharing import machine_line  # noqa: E402
-from bench_serving import WORKLOADS, launch_server  # noqa: E402
+from bench_serving import WORKLOADS, run_workload  # noqa: E402
+from machine import machine_line  # noqa: E402
+
+from radixlm.runtime.server.server_process import ServerProcess  # noqa: E402
 
 STATS_EVERY_S = 0.333  # static/web_view.js STATS_EVERY_MS
 TREE_EVERY_S = 1.0  # static/web_view.js TREE_EVERY_MS
@@ -116,8 +117,8 @@ def run_round(server, args, page_open: bool, log_path: str) -> dict:
         time.sleep(0.5)  # polling before the load starts, as a page left open would be
     cpu = server_cpu_s(server.pid)
     try:
-        run = asyncio.run(WORKLOADS[args.workload](server.url, {}, args.num_requests, args.concurrency,
-                                                   args.max_new_tokens))
+        run = run_workload(server.url, args.workload, args.num_requests, args.concurrency,
+                           args.max_new_tokens)
         cpu = server_cpu_s(server.pid) - cpu
     finally:
         if poller is not None:
@@ -172,9 +173,10 @@ def main() -> None:
     log_path = str(Path(f"/tmp/bench_web_view_{int(time.time())}.jsonl"))
     print(f"machine: {machine_line()}\ndate: {datetime.date.today()}\n"
           f"command: python benchmarks/bench_web_view.py {' '.join(sys.argv[1:])}", flush=True)
-    server = launch_server(["--max-total-tokens", str(args.max_total_tokens)])
+    server = ServerProcess.launch(["--log-level", "warning", "--max-total-tokens", str(args.max_total_tokens)],
+                                  timeout=600)
     try:
-        asyncio.run(WORKLOADS[args.workload](server.url, {}, 4, 4, 4))  # warm-up
+        run_workload(server.url, args.workload, 4, 4, 4)  # warm-up
         fill_tree(server.url, args.fill)
         idle = idle_cost(server, log_path, args.idle_seconds)
         closed, opened = [], []

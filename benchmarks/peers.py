@@ -7,6 +7,7 @@ runs under any of those interpreters:
 WORKLOAD.json: {"prompts": [...], "max_new_tokens": N, "model_folder": HF folder,
 "gguf_path": GGUF file, "threads": T}. Every system generates exactly N greedy tokens per
 prompt (eos suppressed), so output token counts are equal across systems.
+Optional "dtype" ("float32", the default, or "bfloat16"): the model's dtype.
 Optional "repeats": R times the workload R times in the same process (prefix caches reset
 before each) and reports the median, so one start-up serves several timings.
 RESULT.json: {"seconds": median wall time of the timed part, "seconds_all": [...],
@@ -40,7 +41,8 @@ def run_hf(w: dict, batch_size: int) -> dict:
     torch.set_num_threads(w["threads"])
     tok = AutoTokenizer.from_pretrained(w["model_folder"])
     tok.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(w["model_folder"], dtype=torch.float32).eval()
+    dtype = getattr(torch, w.get("dtype", "float32"))
+    model = AutoModelForCausalLM.from_pretrained(w["model_folder"], dtype=dtype).eval()
     n = w["max_new_tokens"]
     prompts = w["prompts"]
 
@@ -63,7 +65,7 @@ def run_vllm(w: dict) -> dict:
 
     # On the CPU backend gpu_memory_utilization is the share of RAM reserved for vLLM; its
     # default (0.92) fails on a 24 GiB machine whose NUMA node reports ~14.6 GiB.
-    llm = LLM(model=w["model_folder"], dtype="float32", enable_prefix_caching=True,
+    llm = LLM(model=w["model_folder"], dtype=w.get("dtype", "float32"), enable_prefix_caching=True,
               max_model_len=2048, seed=0, gpu_memory_utilization=0.3)
     params = SamplingParams(max_tokens=w["max_new_tokens"], temperature=0.0, ignore_eos=True)
     llm.generate(["warm-up"], SamplingParams(max_tokens=4))  # as radixlm's runner warms up

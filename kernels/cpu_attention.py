@@ -277,10 +277,12 @@ def extend_attention(
                         extend_start_loc, P, memo)
     o = torch.empty(T, H, D, dtype=torch.float32, device=q.device)
     lse = torch.empty(T, H, dtype=torch.float32, device=q.device)
+    # o and lse are float32 whatever q's dtype (the merge with the shared prefix needs the
+    # precision); the parts come in q's dtype from the torch path (bf16 models), so cast.
     if plan.decode_tok is not None:
-        o[plan.decode_tok], lse[plan.decode_tok] = _short_rows(q, k_cache, v_cache, req_to_token, plan, P, sm_scale,
-                                                               memo)
+        od, ld = _short_rows(q, k_cache, v_cache, req_to_token, plan, P, sm_scale, memo)
+        o[plan.decode_tok], lse[plan.decode_tok] = od.float(), ld.float()
     for g in plan.groups:
         og, lg = _own_extend_padded(q, k_cache, v_cache, g, sm_scale)
-        o[g.out_tok], lse[g.out_tok] = og, lg
+        o[g.out_tok], lse[g.out_tok] = og.float(), lg.float()
     return _with_shared_prefix(q, k_cache, v_cache, req_to_token, req_pool_indices, P, sm_scale, o, lse, out, memo)

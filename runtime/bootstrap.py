@@ -96,8 +96,7 @@ def _build(args: ServerArgs, folder: Path, model_config: ModelConfig, tp, spawne
     dtype = pick_dtype(args.dtype, device)
     if device.type == "cpu":
         torch.set_num_threads(max(torch.get_num_threads(), 1))
-    runner = ModelRunner(folder, model_config, device, dtype, compile_decode=not args.disable_torch_compile,
-                         prepack_weights=not args.disable_weight_prepack, tp=tp)
+    runner = ModelRunner(folder, model_config, device, dtype, paths=args.path_request(), tp=tp)
     slots = kv_slots(args, model_config, runner)
     if tp is not None:
         slots = _agree_with_ranks(tp, slots, runner)

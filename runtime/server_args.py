@@ -41,8 +41,12 @@ class ServerArgs:
     log_level: str = "info"
     log_requests: bool = False
     disable_jump_forward: bool = False
-    disable_torch_compile: bool = False  # CPU float32: run one-token forwards eagerly (no Inductor)
-    disable_weight_prepack: bool = False  # CPU float32: no oneDNN-packed copy of the weights (less memory, slower)
+    # CPU float32 paths (runtime/model/path_selection.py): "auto" times the candidates at start-up
+    # on this CPU and keeps the faster (cached on disk per CPU and model); a value forces one.
+    cpu_decode: str = "auto"  # one-token forward: auto | compiled (TorchInductor) | eager
+    cpu_weights: str = "auto"  # linear weights: auto | prepacked (oneDNN copy, more memory) | plain
+    disable_torch_compile: bool = False  # = --cpu-decode eager
+    disable_weight_prepack: bool = False  # = --cpu-weights plain
     grammar_compile_timeout: float = 30.0  # seconds; a constraint slower to compile is a 400
     grammar_workers: int = 2  # compile worker processes
     grammar_memory_limit: int = 2048  # MiB one compile may add to its worker; past it: a 400
@@ -78,6 +82,14 @@ class ServerArgs:
             raise ValueError(f"tp must be >= 1 (got {self.tp})")
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be in [0, 65535] (got {self.port})")
+        self.path_request()  # raises on an unknown or contradictory CPU path
+
+    def path_request(self):
+        """The CPU path request of the four path fields (a PathRequest)."""
+        from radixlm.runtime.model.path_selection import request_from_flags
+
+        return request_from_flags(self.cpu_decode, self.cpu_weights, self.disable_torch_compile,
+                                  self.disable_weight_prepack)
 
     def replace(self, **changes) -> ServerArgs:
         return dataclasses.replace(self, **changes)

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# CPU path selection (runtime/model/path_selection.py) would time the candidate paths at every
+# start-up on this shared machine and could pick either; tests check the fixed default
+# configuration (compiled one-token forward, prepacked weights), so `auto` means that here.
+# Set before any Engine or server starts, so server subprocesses inherit it;
+# tests/runtime/test_path_selection.py turns it back on where it tests the timing.
+os.environ.setdefault("RADIXLM_PATH_SELECTION", "off")
 
 
 @pytest.fixture(scope="session")

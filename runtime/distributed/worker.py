@@ -96,8 +96,7 @@ def _load_shard(args, tp: TPGroup):
 
     folder = Path(args.model_path)
     cfg = ModelConfig.from_folder(folder)
-    runner = ModelRunner(folder, cfg, tp.device, pick_dtype(args.dtype, tp.device),
-                         prepack_weights=not args.disable_weight_prepack, tp=tp)
+    runner = ModelRunner(folder, cfg, tp.device, pick_dtype(args.dtype, tp.device), paths=args.path_request(), tp=tp)
     slots, _ = exchange_start_info(tp, kv_slots(args, cfg, runner), runner)
     return runner, KVPool(slots, cfg.num_layers, runner.kv_heads, cfg.head_dim, runner.dtype, tp.device)
 

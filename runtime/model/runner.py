@@ -23,6 +23,15 @@ from radixlm.runtime.model.forward_batch import ForwardBatch
 from radixlm.runtime.model.loader import iter_safetensors
 from radixlm.runtime.model.models.llama import LlamaForCausalLM
 from radixlm.runtime.model.models.llama_compiled_decode import CompiledDecode
+from radixlm.runtime.model.path_selection import (
+    PathCache,
+    PathChoice,
+    PathRequest,
+    cache_key,
+    choose,
+    selection_enabled,
+)
+from radixlm.runtime.model.path_timing import ModelPaths, time_paths
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +72,10 @@ def available_memory_bytes(device: torch.device) -> int:
 class ModelRunner:
     def __init__(
         self, folder: Path, config: ModelConfig, device: torch.device, dtype: torch.dtype,
-        compile_decode: bool = False, prepack_weights: bool = False, tp=None,
+        paths: PathRequest = PathRequest("eager", "plain"), tp=None,
     ) -> None:
-        """`tp`: this rank's TPGroup (runtime/distributed/group.py), None on one device."""
+        """`paths`: the CPU float32 forward paths (path_selection.py; `auto` halves are timed
+        here). `tp`: this rank's TPGroup (runtime/distributed/group.py), None on one device."""
         self.config = config
         self.device = device
         self.dtype = dtype
@@ -81,30 +91,68 @@ class ModelRunner:
         self.kv_heads = model.shard.num_kv_heads  # per rank: what this rank's KV pool holds
         shard = "" if tp is None else f", tp rank {tp.rank} of {tp.size}: {self.param_bytes() / 2**20:.0f} MiB"
         logger.info("loaded %s (%s, %s%s) in %.1f s", folder, device, dtype, shard, time.perf_counter() - start)
-        if prepack_weights and device.type == "cpu":
-            packed = self.model.prepack_weights()
-            logger.info("prepacked linear weights for oneDNN: %.0f MiB", packed / 2**20)
-        if compile_decode and tp is not None:
-            logger.info("tp %d: the compiled one-token forward is off (its fused layer graphs have no "
-                        "all-reduce); every forward runs eagerly", tp.size)
-        elif compile_decode and CompiledDecode.supported(self.model):
-            self._compile_decode()
+        self.paths = self._set_up_paths(paths, folder)
 
     def param_bytes(self) -> int:
         """Bytes of this rank's parameters (the prepacked copies not included)."""
         return sum(p.numel() * p.element_size() for p in self.model.parameters())
 
-    def _compile_decode(self) -> None:
+    def _set_up_paths(self, request: PathRequest, folder: Path) -> PathChoice | None:
+        """Put the model on the requested CPU paths, timing the `auto` ones (or reading their
+        last timing from the cache); returns the choice (None off the CPU float32 path)."""
+        if self.device.type != "cpu" or self.dtype != torch.float32:
+            return None  # neither path exists there: CUDA and bf16 run the plain forward
+        timed = request.is_auto and self.tp is None and selection_enabled()
+        key = cache_key(folder, str(self.dtype), torch.get_num_threads(), request) if timed else ""
+        cached = PathCache.default().get(key) if timed else None
+        choice = cached or request.fixed()
+        wanted = request.candidates() if timed and cached is None else [choice]
+        paths = ModelPaths(self.model)
+        if any(c.weights == "prepacked" for c in wanted):
+            logger.info("prepacked linear weights for oneDNN: %.0f MiB", paths.prepack() / 2**20)
+        if any(c.decode == "compiled" for c in wanted):
+            paths.compiled = self._compile_decode()
+        if timed and cached is None:
+            choice = self._measure(paths, wanted, key)
+        elif timed:
+            logger.info("CPU paths: %s (measured before on this CPU and model: %s)", choice, PathCache.default().path)
+        return paths.keep(choice)
+
+    def _measure(self, paths: ModelPaths, candidates: list[PathChoice], key: str) -> PathChoice:
+        available = [c for c in candidates if paths.available(c)]
+        if not available:  # e.g. compiled forced, the compiler missing: keep() falls back
+            return candidates[0]
+        start = time.perf_counter()
+        timings = time_paths(paths, available)
+        steps = {**timings.one_token, **{f"batch+{w}": t for w, t in timings.batch.items()}}
+        measured = (f"timed in {time.perf_counter() - start:.1f} s, {100 * timings.cpu_share:.0f}% of the "
+                    f"threads' time: {', '.join(f'{k} {v * 1e3:.1f} ms' for k, v in steps.items())}")
+        if timings.contended:  # the ranking is the contention's: keep the default, time again next start
+            logger.warning("CPU paths: %s; other processes used the cores while timing (%s), so not "
+                           "chosen by it nor cached", available[0], measured)
+            return available[0]
+        choice = choose(timings, available)
+        PathCache.default().put(key, choice, timings)
+        logger.info("CPU paths: %s, faster on this CPU (%s)", choice, measured)
+        return choice
+
+    def _compile_decode(self) -> CompiledDecode | None:
         """Compile the one-token forward (llama_compiled_decode.py); without a working C++
         toolchain Inductor fails, and the runner keeps the eager path rather than not start."""
+        if self.tp is not None:
+            logger.info("tp %d: the compiled one-token forward is off (its fused layer graphs have no "
+                        "all-reduce); every forward runs eagerly", self.tp.size)
+            return None
+        if not CompiledDecode.supported(self.model):
+            return None
         compiled = CompiledDecode(self.model)
         try:
             seconds = compiled.warm_up()
         except Exception as exc:  # noqa: BLE001 — any compiler failure means: run eagerly
             logger.warning("one-token forward not compiled, running eagerly: %s", str(exc).splitlines()[0])
-            return
-        self.model.compiled_decode = compiled
+            return None
         logger.info("compiled the one-token CPU forward in %.1f s", seconds)
+        return compiled
 
     def forward(self, fb: ForwardBatch) -> torch.Tensor:
         if self.tp is not None:  # rank 0: every rank runs this forward (distributed/worker.py)

@@ -89,6 +89,24 @@ def test_short_extends_as_decode_rows_match_reference(shared):
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("shared", [0, 30])
+def test_bfloat16_extend_matches_float32(shared):
+    """A bf16 model's mixed step (decode rows, a prefill chunk) on the CPU: the parts come in
+    bf16 from the torch path and are merged in float32 (a dtype mismatch failed here before)."""
+    prefix, ext = [30, 44, 31], [1, 6, 12]
+    seq_lens = [p + e for p, e in zip(prefix, ext)]
+    k, v, r2t = make_pool(seq_lens, shared, 3, 16, seed=5 + shared)
+    q = torch.randn(sum(ext), 9, 16)
+    rest = (r2t, torch.arange(3), torch.tensor(prefix), torch.tensor(ext), torch.tensor([0, 1, 7]), 0.25)
+    want = cpu_attention.extend_attention(q, k, v, *rest, shared_prefix_len=shared)
+    bf = [t.bfloat16() for t in (q, k, v)]
+    got = cpu_attention.extend_attention(*bf, *rest, shared_prefix_len=shared)
+    assert got.dtype == torch.bfloat16
+    ref = cpu_attention.extend_attention(*[t.float() for t in bf], *rest, shared_prefix_len=shared)
+    torch.testing.assert_close(got.float(), ref, atol=5e-2, rtol=5e-2)  # bf16: 8 bits of mantissa
+    assert (ref - want).abs().max() < 0.1  # the inputs' rounding alone
+
+
 def test_ragged_extend_groups_match_reference():
     prefix = [36, 36, 40, 36, 50, 36]
     ext = [3, 20, 1, 9, 2, 40]  # groups of different lengths plus a decode row
