@@ -9,7 +9,8 @@
 * Admission: the new tokens plus a reserve for future output must fit in free + evictable
   KV memory after the reserves of the requests already running. The reserve ratio decays
   while memory suffices and jumps when a request had to be retracted.
-* Chunking: a prompt is computed in chunks within the step's token budget.
+* Chunking: a prompt is computed in chunks within the step's token budget; while requests
+  wait, running prefills leave part of it to them (`newcomer_reserve`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ INITIAL_NEW_TOKEN_RATIO = 0.4
 MIN_NEW_TOKEN_RATIO = 0.1
 NEW_TOKEN_RATIO_DECAY = 0.002
 NEW_TOKEN_RATIO_RETRACT_STEP = 0.1
+# While requests wait, running prefills leave them up to this share of a step's tokens.
+NEWCOMER_SHARE = 0.25
 
 
 def match_limit(req: Req) -> int:
@@ -98,3 +101,13 @@ def chunk_len(req: Req, remaining: int, budget: int) -> int:
     if n < remaining:
         n = min(n, remaining - req.last_chunk_min)
     return n
+
+
+def newcomer_reserve(waiting: list[Req], chunk_size: int) -> int:
+    """Prefill tokens a step keeps from running prefills for waiting requests. Without it a
+    long prompt takes every step's whole budget until it is computed, and a short request
+    behind it waits that long (a 1-token request behind a 4,000-token prompt at chunk 512:
+    66 s on 2 cores). Never more than the waiting prompts could use."""
+    if not waiting:
+        return 0
+    return min(int(chunk_size * NEWCOMER_SHARE), sum(len(r.fill_ids) for r in waiting))

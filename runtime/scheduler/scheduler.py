@@ -207,9 +207,10 @@ class Scheduler:
         return ScheduledBatch(reqs, lens) if reqs else None
 
     def _running_part(self) -> tuple[list[Req], list[int]]:
-        """Decodes first (one token each), then prefill chunks within the token budget."""
+        """Decodes first (one token each), then prefill chunks within the token budget less
+        what waiting requests are kept (policy.newcomer_reserve)."""
         reqs, lens = [], []
-        budget = self.cfg.chunked_prefill_size
+        budget = self.cfg.chunked_prefill_size - policy.newcomer_reserve(self.waiting, self.cfg.chunked_prefill_size)
         for req in sorted(self.running, key=lambda r: len(r.fill_ids) - r.prefix_len > 1):
             remaining = len(req.fill_ids) - req.prefix_len
             n = 1 if remaining == 1 else policy.chunk_len(req, remaining, budget)
