@@ -37,7 +37,9 @@ TIMEOUT_S = 120
 
 @pytest.fixture(scope="module")
 def url() -> str:
-    with start_server("--chunked-prefill-size", str(CHUNK)) as server:
+    # One running request at a time: a request sent behind a long prefill stays queued (with
+    # more rows it is admitted beside it, within the step's newcomer reserve).
+    with start_server("--chunked-prefill-size", str(CHUNK), "--max-running-requests", "1") as server:
         yield server.url
 
 
@@ -209,9 +211,8 @@ def test_a_client_that_leaves_during_prefill_stops_it_within_one_chunk(url, stre
 
 
 def test_a_streaming_client_that_leaves_while_queued_is_dropped_at_once(url):
-    """Behind a long prefill (it takes the whole chunk budget, so nothing else is admitted
-    until it is done) a queued stream's client leaves: its request leaves the queue within
-    one step, while the long prefill still runs."""
+    """Behind a long prefill holding the only running slot, a queued stream's client leaves:
+    its request leaves the queue within one step, while the long prefill still runs."""
     long = open_request(url, "/generate", {"input_ids": long_prompt(4), "sampling_params": {"max_new_tokens": 1}})
     try:
         wait_for(url, lambda s: s["running"] == 1, TIMEOUT_S)
