@@ -98,3 +98,34 @@ def test_without_a_compiler_the_torch_path_serves(tmp_path):
     run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "native CPU attention not built" in run.stderr
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n", [1, 3])
+def test_rows_split_by_head_when_fewer_than_threads(threads, n):
+    """With fewer rows than threads each KV head of a row is its own work item."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        seq = [70, 64, 129][:n]  # a block and a key, a whole block, two blocks and a key
+        k, v, r2t, rows = random_pool(n, seq, 4, 64, seed=threads + n)
+        q = torch.randn(n, 8, 64, generator=torch.Generator().manual_seed(n))
+        o, lse = cpu_native.decode_rows(q, k, v, r2t, rows, torch.tensor(seq), 0, 0.125)
+    finally:
+        torch.set_num_threads(before)
+    want_o, want_lse = expected(q, k, v, r2t, rows, seq, 0, 0.125)
+    torch.testing.assert_close(o, want_o, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(lse, want_lse, atol=2e-5, rtol=1e-5)
+
+
+def test_peaked_scores_and_a_late_maximum():
+    """Scores hundreds apart (most probabilities underflow to zero) and the largest score in
+    the last block, so the running maximum rises after two blocks were summed."""
+    seq = [200]
+    k, v, r2t, rows = random_pool(1, seq, 1, 64, seed=7)
+    q = torch.randn(1, 2, 64, generator=torch.Generator().manual_seed(7)) * 40
+    k[r2t[2, 190].long()] = q[0, 0] / q[0, 0].norm() * 10  # aligned with head 0: its peak, late
+    o, lse = cpu_native.decode_rows(q, k, v, r2t, rows, torch.tensor(seq), 0, 0.125)
+    want_o, want_lse = expected(q, k, v, r2t, rows, seq, 0, 0.125)
+    torch.testing.assert_close(o, want_o, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(lse, want_lse, atol=1e-4, rtol=1e-5)
