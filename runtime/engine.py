@@ -1,6 +1,7 @@
 """Engine: the in-process, offline driver of the runtime (no HTTP, no zmq).
 
-The scheduler loop runs in one background thread; any thread may submit. Results have the
+The runtime is built and the scheduler loop runs in one background thread (see
+`_build_and_loop` for why both there); any thread may submit. Results have the
 same shape as the server's `/generate` responses:
 
     engine = Engine()                                   # bundled SmolLM2-135M-Instruct
@@ -114,19 +115,19 @@ class _Handle:
 class Engine:
     def __init__(self, args: ServerArgs | None = None, **kwargs: Any) -> None:
         self.args = (args or ServerArgs()).replace(**kwargs) if kwargs else (args or ServerArgs())
-        rt = build_runtime(self.args)
-        self._runtime = rt
-        self.tokenizer = rt.tokenizer
-        self.model_config = rt.model_config
-        self.model_folder = rt.folder
-        self.scheduler = rt.scheduler
         self._inbox: queue.Queue = queue.Queue()
         self._handles: dict[str, _Handle] = {}
         self._tok_lock = threading.Lock()
         self._closed = False
         self._loop_done = False
-        self._thread = threading.Thread(target=self._loop, name="radixlm-engine", daemon=True)
+        built: Future = Future()
+        self._thread = threading.Thread(target=self._build_and_loop, args=(built,), name="radixlm-engine",
+                                        daemon=True)
         self._thread.start()
+        rt = built.result()  # raises what building raised (a bad model folder, too little memory)
+        self.tokenizer = rt.tokenizer
+        self.model_config = rt.model_config
+        self.model_folder = rt.folder
 
     # ---- public API ---------------------------------------------------------------------
     def generate(
@@ -251,6 +252,22 @@ class Engine:
         self._inbox.put(cmd)
         if self._loop_done:  # nobody would ever answer it (the loop drained before this put)
             self._drain(EngineClosedError("the engine has been shut down"))
+
+    def _build_and_loop(self, built: Future) -> None:
+        """Build the runtime on this thread, then run the loop. Why here and not in the
+        caller's thread: OpenMP keeps one worker team per thread that starts parallel work,
+        and with a second team (the caller's, from loading and compiling) on a small machine
+        libgomp stops spinning and puts its workers to sleep between regions; a decode step
+        has hundreds, so it ran 30 ms instead of 17 (docs/benchmarks.md, "Engine thread")."""
+        try:
+            rt = build_runtime(self.args)
+        except BaseException as exc:
+            self._closed = self._loop_done = True
+            built.set_exception(exc)
+            return
+        self._runtime, self.scheduler = rt, rt.scheduler  # the loop needs them before __init__ resumes
+        built.set_result(rt)
+        self._loop()
 
     def _loop(self) -> None:
         error = EngineClosedError("the engine has been shut down")
