@@ -1,4 +1,4 @@
-"""Decode attention over the KV pool in C, compiled on first use (CPU, float32).
+"""Decode attention over the KV pool in C, compiled on first use (CPU; K/V float32 or bfloat16).
 
 Why: the torch version (cpu_attention.py) gathers every query row's K and V out of the pool
 into new tensors, then runs batched matmuls and a softmax over them: at 64 decode rows of
@@ -42,15 +42,27 @@ C_SOURCE = r"""
 
 #define BLOCK 64    /* keys scored per block: the block's scores, [heads][BLOCK], stay in L1 */
 #define AHEAD 8     /* key rows prefetched ahead of the one being scored */
+#define INLINE static inline __attribute__((always_inline))
 
-static inline const float *row_at(const float *base, const int32_t *slots, int64_t s, int64_t row_len) {
-    return base + (int64_t)slots[s] * row_len;
+/* Element i of a K/V row: float32, or bfloat16 (the upper half of a float32). */
+INLINE float kv_at(const void *row, int64_t i, int bf16) {
+    if (!bf16) return ((const float *)row)[i];
+    union { uint32_t u; float f; } x = { .u = (uint32_t)((const uint16_t *)row)[i] << 16 };
+    return x.f;
+}
+
+INLINE const char *row_at(const void *base, const int32_t *slots, int64_t s, int64_t row_bytes) {
+    return (const char *)base + (int64_t)slots[s] * row_bytes;
+}
+
+INLINE void prefetch_row(const char *p, int64_t bytes) {
+    for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(p + i);  /* one cache line each */
 }
 
 /* e^x for x <= 0 (Cephes' expf: range reduction by ln 2, degree-6 polynomial; relative error
    ~1e-7, below x = -87 it returns e^-87). Written without calls so the loops over a block's
    scores vectorise; libm's expf is a scalar call per key and head. */
-static inline float exp_nonpositive(float x) {
+INLINE float exp_nonpositive(float x) {
     x = x < -87.0f ? -87.0f : x;
     const float n = floorf(x * 1.44269504088896341f + 0.5f);
     const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
@@ -65,32 +77,30 @@ static inline float exp_nonpositive(float x) {
     return p * two_n.f;
 }
 
-static inline void prefetch_row(const float *p, int64_t n) {
-    for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i);  /* 16 floats: one 64-byte line */
-}
-
 /* Heads [h0, h1) (whole KV groups) of row r attend to keys [start, end) through `slots`. A key
    row holds every KV head ([KV, D], contiguous), so it is read once per block for all heads;
    within a block the scores are computed first, then one softmax rescale per head, then the
-   V sums: no per-key branch, and the dot and V loops vectorise. */
-static void attend_row(const float *qr, const float *k, const float *v, const int32_t *slots,
+   V sums: no per-key branch, and the dot and V loops vectorise. `bf16` is a constant in each
+   caller, so each K/V type gets its own specialised copy. */
+INLINE void attend_row(const float *qr, const void *k, const void *v, const int32_t *slots,
                        int64_t start, int64_t end, int64_t h0, int64_t h1, int64_t G, int64_t KV,
-                       int64_t D, float scale, float *o, float *lse)
+                       int64_t D, float scale, float *o, float *lse, int bf16)
 {
-    const int64_t nh = h1 - h0, row_len = KV * D;
+    const int64_t nh = h1 - h0, esize = bf16 ? 2 : 4, row_bytes = KV * D * esize;
     float m[nh], l[nh], acc[nh * D], p[nh * BLOCK];
     for (int64_t h = 0; h < nh; ++h) { m[h] = -INFINITY; l[h] = 0.0f; }
     memset(acc, 0, sizeof(float) * nh * D);
     for (int64_t b0 = start; b0 < end; b0 += BLOCK) {
         const int64_t nb = end - b0 < BLOCK ? end - b0 : BLOCK;
         for (int64_t j = 0; j < nb; ++j) {
-            if (j + AHEAD < nb) prefetch_row(row_at(k, slots, b0 + j + AHEAD, row_len), row_len);
-            prefetch_row(row_at(v, slots, b0 + j, row_len), row_len);  /* for the V pass below */
-            const float *kr = row_at(k, slots, b0 + j, row_len);
+            if (j + AHEAD < nb) prefetch_row(row_at(k, slots, b0 + j + AHEAD, row_bytes), row_bytes);
+            prefetch_row(row_at(v, slots, b0 + j, row_bytes), row_bytes);  /* for the V pass below */
+            const char *kr = row_at(k, slots, b0 + j, row_bytes);
             for (int64_t h = 0; h < nh; ++h) {
-                const float *qh = qr + (h0 + h) * D, *kh = kr + ((h0 + h) / G) * D;
+                const float *qh = qr + (h0 + h) * D;
+                const char *kh = kr + ((h0 + h) / G) * D * esize;
                 float dot = 0.0f;
-                for (int64_t d = 0; d < D; ++d) dot += qh[d] * kh[d];
+                for (int64_t d = 0; d < D; ++d) dot += qh[d] * kv_at(kh, d, bf16);
                 p[h * BLOCK + j] = dot * scale;
             }
         }
@@ -109,12 +119,13 @@ static void attend_row(const float *qr, const float *k, const float *v, const in
         }
         for (int64_t j = 0; j < nb; ++j) {
             if (j < AHEAD && b0 + BLOCK + j < end)  /* the next block's first key rows */
-                prefetch_row(row_at(k, slots, b0 + BLOCK + j, row_len), row_len);
-            const float *vr = row_at(v, slots, b0 + j, row_len);
+                prefetch_row(row_at(k, slots, b0 + BLOCK + j, row_bytes), row_bytes);
+            const char *vr = row_at(v, slots, b0 + j, row_bytes);
             for (int64_t h = 0; h < nh; ++h) {
-                const float pj = p[h * BLOCK + j], *vh = vr + ((h0 + h) / G) * D;
+                const float pj = p[h * BLOCK + j];
+                const char *vh = vr + ((h0 + h) / G) * D * esize;
                 float *ah = acc + h * D;
-                for (int64_t d = 0; d < D; ++d) ah[d] += pj * vh[d];
+                for (int64_t d = 0; d < D; ++d) ah[d] += pj * kv_at(vh, d, bf16);
             }
         }
     }
@@ -125,23 +136,32 @@ static void attend_row(const float *qr, const float *k, const float *v, const in
     }
 }
 
-/* Row r (query q[r], H heads of D) attends to keys [start, seq[r]) of pool row pool_rows[r]:
-   key position s sits in slot table[pool_rows[r] * table_stride + s] of k/v [slots, KV, D].
-   Writes o[r] ([H, D]) and lse[r] ([H], natural log; -inf for an empty key range). With
-   fewer rows than threads, each KV head of a row is its own work item. */
-void decode_rows_f32(const float *q, const float *k, const float *v, const int32_t *table,
-                     int64_t table_stride, const int64_t *pool_rows, const int64_t *seq,
-                     int64_t start, int64_t n, int64_t H, int64_t KV, int64_t D, float scale,
-                     float *o, float *lse, int nthreads)
+/* Row r (query q[r], H heads of D, float32) attends to keys [start, seq[r]) of pool row
+   pool_rows[r]: key position s sits in slot table[pool_rows[r] * table_stride + s] of k/v
+   [slots, KV, D] (float32, or bfloat16 when bf16 != 0). Writes o[r] ([H, D], float32) and
+   lse[r] ([H], natural log; -inf for an empty key range). With fewer rows than threads, each
+   KV head of a row is its own work item. */
+INLINE void decode_rows(const float *q, const void *k, const void *v, const int32_t *table,
+                        int64_t table_stride, const int64_t *pool_rows, const int64_t *seq,
+                        int64_t start, int64_t n, int64_t H, int64_t KV, int64_t D, float scale,
+                        float *o, float *lse, int nthreads, int bf16)
 {
     const int64_t G = H / KV, split = n < nthreads ? KV : 1, per = H / split;
     #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
     for (int64_t item = 0; item < n * split; ++item) {
         const int64_t r = item / split, h0 = (item % split) * per;
         attend_row(q + r * H * D, k, v, table + pool_rows[r] * table_stride, start, seq[r],
-                   h0, h0 + per, G, KV, D, scale, o + (r * H + h0) * D, lse + r * H + h0);
+                   h0, h0 + per, G, KV, D, scale, o + (r * H + h0) * D, lse + r * H + h0, bf16);
     }
 }
+
+#define DECODE_ROWS_ARGS const float *q, const void *k, const void *v, const int32_t *table, \
+    int64_t table_stride, const int64_t *pool_rows, const int64_t *seq, int64_t start, int64_t n, \
+    int64_t H, int64_t KV, int64_t D, float scale, float *o, float *lse, int nthreads
+#define DECODE_ROWS_CALL q, k, v, table, table_stride, pool_rows, seq, start, n, H, KV, D, scale, o, lse, nthreads
+
+void decode_rows_f32(DECODE_ROWS_ARGS) { decode_rows(DECODE_ROWS_CALL, 0); }
+void decode_rows_bf16(DECODE_ROWS_ARGS) { decode_rows(DECODE_ROWS_CALL, 1); }
 """
 
 # Reassociation lets the compiler vectorise the dot products and V sums; no -ffast-math,
@@ -202,10 +222,10 @@ def _library() -> ctypes.CDLL | None:
         logger.warning("native CPU attention not built, using the torch path: %s", detail.strip()[:300])
         _failed = True
         return None
-    fn = lib.decode_rows_f32
-    fn.restype = None
-    fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p] + \
-        [ctypes.c_int64] * 5 + [ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+    for fn in (lib.decode_rows_f32, lib.decode_rows_bf16):
+        fn.restype = None
+        fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p] + \
+            [ctypes.c_int64] * 5 + [ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
     _loaded = lib
     return _loaded
 
@@ -214,25 +234,32 @@ def available() -> bool:
     return _library() is not None
 
 
+KV_DTYPES = (torch.float32, torch.bfloat16)
+
+
 def decode_rows(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, req_to_token: torch.Tensor,
                 pool_rows: torch.Tensor, seq: torch.Tensor, start: int,
                 scale: float) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Row r of q [n, H, D] against keys [start, seq[r]) of request row pool_rows[r] ->
-    (o [n, H, D], lse [n, H]), or None where this path does not apply (not float32 CPU, no
-    compiler): the caller then runs the torch version."""
+    (o [n, H, D], lse [n, H]), both float32, or None where this path does not apply (a K/V
+    pool not float32 or bfloat16, not on the CPU, no compiler): the caller then runs the torch
+    version. q may be any float dtype; it is multiplied in float32."""
     lib = _library()
-    if lib is None or not all(t.dtype == torch.float32 and not t.is_cuda for t in (q, k_cache, v_cache)):
+    if lib is None or k_cache.dtype not in KV_DTYPES or v_cache.dtype != k_cache.dtype:
+        return None
+    if any(t.is_cuda for t in (q, k_cache, v_cache)):
         return None
     if not (k_cache.is_contiguous() and v_cache.is_contiguous() and req_to_token.is_contiguous()):
         return None
     n, H, D = q.shape
-    q = q.contiguous()
+    q = q.to(torch.float32).contiguous()
     pool_rows = pool_rows.to(torch.int64).contiguous()
     seq = seq.to(torch.int64).contiguous()
     table = req_to_token if req_to_token.dtype == torch.int32 else req_to_token.to(torch.int32)
     o = torch.empty(n, H, D, dtype=torch.float32)
     lse = torch.empty(n, H, dtype=torch.float32)
-    lib.decode_rows_f32(q.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), table.data_ptr(),
-                        table.stride(0), pool_rows.data_ptr(), seq.data_ptr(), start, n, H,
-                        k_cache.shape[1], D, scale, o.data_ptr(), lse.data_ptr(), torch.get_num_threads())
+    fn = lib.decode_rows_f32 if k_cache.dtype == torch.float32 else lib.decode_rows_bf16
+    fn(q.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), table.data_ptr(), table.stride(0),
+       pool_rows.data_ptr(), seq.data_ptr(), start, n, H, k_cache.shape[1], D, scale, o.data_ptr(),
+       lse.data_ptr(), torch.get_num_threads())
     return o, lse

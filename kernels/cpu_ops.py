@@ -39,21 +39,29 @@ def rms_norm(x, weight, eps, residual=None):
 PACK_ROWS_HINT = 64  # oneDNN picks the blocked layout for this many rows; 8-512 measured alike
 
 
+PACKED_DTYPES = (torch.float32, torch.bfloat16)
+
+
 def prepack_weight(weight: torch.Tensor) -> torch.Tensor | None:
-    """oneDNN-blocked copy of a float32 CPU weight [out, in] for `linear(..., packed=)`, or
-    None where oneDNN is missing or its result disagrees with F.linear (then `linear` keeps
-    the MKL path)."""
-    if weight.is_cuda or weight.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
+    """oneDNN-blocked copy of a float32 or bfloat16 CPU weight [out, in] for `linear(...,
+    packed=)`, or None where oneDNN is missing or its result disagrees with the float32
+    product (then `linear` keeps the plain path). In bfloat16 oneDNN uses the CPU's bf16 dot
+    products (AVX512-BF16, AMX) where it has them: 1.7-2x the float32 matmul on AVX512-BF16
+    (docs/benchmarks.md, "bfloat16 on the CPU")."""
+    if weight.is_cuda or weight.dtype not in PACKED_DTYPES or not torch.backends.mkldnn.is_available():
         return None
     try:
         with torch.no_grad():
             packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), PACK_ROWS_HINT)
             probe = torch.randn(3, weight.shape[1], generator=torch.Generator().manual_seed(0))  # not the global RNG
-            got = _onednn_linear(probe, packed, None)
-            want = torch.nn.functional.linear(probe, weight)
+            probe = probe.to(weight.dtype)
+            got = _onednn_linear(probe, packed, None).float()
+            want = torch.nn.functional.linear(probe.float(), weight.float())
     except (RuntimeError, AttributeError):  # a torch build without these private ops
         return None
-    return packed if torch.allclose(got, want, rtol=1e-4, atol=1e-4) else None
+    # bf16 output rounding: 2^-8 relative; float32 only summation order.
+    tol = 1e-4 if weight.dtype == torch.float32 else 1e-2
+    return packed if torch.allclose(got, want, rtol=tol, atol=tol * float(want.abs().max())) else None
 
 
 def _onednn_linear(x, packed, bias):
@@ -71,7 +79,7 @@ ROW_MULTIPLE = 8
 
 def linear(x, weight, bias=None, packed=None):
     """x @ weight.T + bias; `packed` (from `prepack_weight(weight)`) selects oneDNN."""
-    if packed is not None and x.dim() == 2 and x.dtype == torch.float32:
+    if packed is not None and x.dim() == 2 and x.dtype == packed.dtype:
         return _onednn_linear(x, packed, bias)
     rows = x.shape[0] if x.dim() == 2 else 0
     if rows not in SMALL_BATCH_ROWS or weight.dtype != torch.float32:

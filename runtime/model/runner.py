@@ -50,7 +50,9 @@ def pick_device(device: str) -> torch.device:
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
-        # This CPU has no fast bf16 path; CUDA runs bf16 (docs/architecture.md §4).
+        # float32 on the CPU: its greedy tokens equal HF float32's token for token. bfloat16
+        # (`--dtype bfloat16`) is faster on CPUs with bf16 dot products but only agrees within a
+        # tolerance (tests/runtime/test_parity_bf16.py). CUDA runs bf16 (docs/architecture.md §4).
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
     if dtype not in table:
@@ -99,9 +101,15 @@ class ModelRunner:
 
     def _set_up_paths(self, request: PathRequest, folder: Path) -> PathChoice | None:
         """Put the model on the requested CPU paths, timing the `auto` ones (or reading their
-        last timing from the cache); returns the choice (None off the CPU float32 path)."""
-        if self.device.type != "cpu" or self.dtype != torch.float32:
-            return None  # neither path exists there: CUDA and bf16 run the plain forward
+        last timing from the cache); returns the choice (None off the CPU float32 / bfloat16
+        paths)."""
+        if self.device.type != "cpu" or self.dtype not in (torch.float32, torch.bfloat16):
+            return None  # neither path exists there: CUDA (and float16) run the plain forward
+        if self.dtype == torch.bfloat16 and request.decode != "eager":
+            # The compiled one-token forward is float32 only; the bf16 speed is in the weights.
+            if request.decode == "compiled":
+                logger.info("bfloat16: the compiled one-token forward is float32 only; running eagerly")
+            request = PathRequest("eager", request.weights)
         timed = request.is_auto and self.tp is None and selection_enabled()
         key = cache_key(folder, str(self.dtype), torch.get_num_threads(), request) if timed else ""
         cached = PathCache.default().get(key) if timed else None

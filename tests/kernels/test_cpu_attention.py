@@ -190,8 +190,26 @@ def test_cpu_linear_matches_reference_at_every_batch_size(rows, bias, prepacked)
 
 
 def test_prepack_weight_declines_what_it_cannot_serve():
-    """Only float32 CPU weights are prepacked; the rest keep the unpacked path."""
+    """Only float32 and bfloat16 CPU weights are prepacked; the rest keep the unpacked path."""
     from radixlm.kernels import cpu_ops
 
-    assert cpu_ops.prepack_weight(torch.randn(8, 4, dtype=torch.bfloat16)) is None
+    assert cpu_ops.prepack_weight(torch.randn(8, 4, dtype=torch.float16)) is None
     assert cpu_ops.prepack_weight(torch.randn(8, 4, dtype=torch.float64)) is None
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch")
+@pytest.mark.parametrize("rows", [1, 16, 100])
+def test_bfloat16_prepacked_linear_matches_float32_math(rows):
+    """A bf16 weight prepacked for oneDNN (its bf16 dot products) gives the float32 product of
+    the same bf16 values, up to the output's bf16 rounding (2^-8 relative)."""
+    from radixlm.kernels import cpu_ops
+
+    g = torch.Generator().manual_seed(rows)
+    w = torch.randn(96, 576, generator=g).bfloat16()
+    x = torch.randn(rows, 576, generator=g).bfloat16()
+    packed = cpu_ops.prepack_weight(w)
+    assert packed is not None and packed.dtype == torch.bfloat16
+    got = cpu_ops.linear(x, w, packed=packed)
+    assert got.dtype == torch.bfloat16
+    want = x.float() @ w.float().T
+    torch.testing.assert_close(got.float(), want, rtol=8e-3, atol=8e-3 * float(want.abs().max()))

@@ -1,6 +1,7 @@
 """The C decode rows (kernels/cpu_native.py) against a direct torch computation on random
 pools: GQA ratios 1/3/8, head dims 64 and 128, one row and many, ragged key counts, keys
-from 0 and from a shared-prefix offset, an empty key range; and where the path declines."""
+from 0 and from a shared-prefix offset, an empty key range, a bfloat16 pool; and where the
+path declines."""
 
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def test_declines_what_it_does_not_serve():
     k, v, r2t, rows = random_pool(1, [8], 1, 64, seed=1)
     q = torch.randn(1, 2, 64)
     seq = torch.tensor([8])
-    assert cpu_native.decode_rows(q.bfloat16(), k.bfloat16(), v.bfloat16(), r2t, rows, seq, 0, 0.1) is None
+    assert cpu_native.decode_rows(q.half(), k.half(), v.half(), r2t, rows, seq, 0, 0.1) is None
+    assert cpu_native.decode_rows(q, k, v.bfloat16(), r2t, rows, seq, 0, 0.1) is None  # mixed K/V types
     cpu_native.set_enabled(False)
     try:
         assert cpu_native.decode_rows(q, k, v, r2t, rows, seq, 0, 0.1) is None
@@ -129,3 +131,19 @@ def test_peaked_scores_and_a_late_maximum():
     want_o, want_lse = expected(q, k, v, r2t, rows, seq, 0, 0.125)
     torch.testing.assert_close(o, want_o, atol=2e-5, rtol=1e-4)
     torch.testing.assert_close(lse, want_lse, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 9])
+def test_bfloat16_pool_matches_float32_math_on_the_same_values(n):
+    """A bfloat16 K/V pool (a bf16 model's) is read as bf16 and multiplied in float32: the
+    result equals the float32 computation on the bf16-rounded K/V, to float32 rounding."""
+    g = torch.Generator().manual_seed(n)
+    seq = torch.randint(1, 200, (n,), generator=g).tolist()
+    k, v, r2t, rows = random_pool(n, seq, 3, 64, seed=n)
+    k, v = k.bfloat16(), v.bfloat16()
+    q = torch.randn(n, 9, 64, generator=g).bfloat16()
+    o, lse = cpu_native.decode_rows(q, k, v, r2t, rows, torch.tensor(seq), 0, 0.125)
+    assert o.dtype == lse.dtype == torch.float32
+    want_o, want_lse = expected(q.float(), k.float(), v.float(), r2t, rows, seq, 0, 0.125)
+    torch.testing.assert_close(o, want_o, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(lse, want_lse, atol=2e-5, rtol=1e-5)

@@ -1,0 +1,105 @@
+"""Parity with Hugging Face transformers in bfloat16 on the CPU (issue 21 item 4).
+
+bf16 is not bit-reproducible across implementations: every matmul rounds its output to 8
+mantissa bits, and two correct implementations (oneDNN's bf16 dot products here, ATen's
+bf16 GEMM in HF) round different partial sums. HF's own bf16 logits differ from its float32
+ones by 0.23-0.71 on these prompts. So the contract is stated as tolerances, measured on the
+bundled model (16 prompts, docs/benchmarks.md "bfloat16 on the CPU"):
+
+- final-position logits of a batched prefill: max |ours - HF float32| within LOGIT_ATOL
+  (measured max 0.56), as close to the float32 model as HF's bf16 is (max 0.71);
+- greedy: the first token equals HF bf16's for every prompt, and the first
+  AGREE_TOKENS tokens for at least AGREE_PROMPTS of 16 (measured: 13 of 16, batched
+  and one at a time; later tokens split at near-ties, as HF bf16 and HF float32 do).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from radixlm.runtime import Engine
+from radixlm.runtime.bootstrap import build_runtime
+from radixlm.runtime.model.forward_batch import ForwardBatch
+from radixlm.runtime.server_args import ServerArgs
+
+MAX_NEW = 24
+LOGIT_ATOL = 1.0
+AGREE_TOKENS = 8
+AGREE_PROMPTS = 10
+
+
+def hf_logits(model_folder, dtype, ids: list[list[int]]) -> list[torch.Tensor]:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_folder), dtype=dtype).eval()
+    with torch.inference_mode():
+        return [model(torch.tensor([x])).logits[0, -1].float() for x in ids]
+
+
+@pytest.fixture(scope="module")
+def prompt_ids(prompts, tokenizer) -> list[list[int]]:
+    return [tokenizer(p).input_ids for p in prompts]
+
+
+@pytest.fixture(scope="module")
+def hf_bf16_greedy(model_folder, tokenizer, prompt_ids) -> list[list[int]]:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_folder), dtype=torch.bfloat16).eval()
+    outs = []
+    with torch.inference_mode():
+        for x in prompt_ids:
+            gen = model.generate(torch.tensor([x]), max_new_tokens=MAX_NEW, do_sample=False,
+                                 pad_token_id=tokenizer.eos_token_id)
+            outs.append(gen[0, len(x):].tolist())
+    return outs
+
+
+def batched_prefill_logits(ids: list[list[int]]) -> torch.Tensor:
+    sched = build_runtime(ServerArgs(max_total_tokens=4000, dtype="bfloat16")).scheduler
+    assert sched.kv_pool.k_buffers[0].dtype == torch.bfloat16
+    rows = [sched.req_pool.alloc() for _ in ids]
+    slots = sched.kv_pool.alloc(sum(len(x) for x in ids))
+    offset, last = 0, []
+    for row, x in zip(rows, ids):
+        sched.req_pool.req_to_token[row, : len(x)] = slots[offset : offset + len(x)].to(torch.int32)
+        offset += len(x)
+        last.append(offset - 1)
+    fb = ForwardBatch.build(
+        input_ids=[t for x in ids for t in x], req_pool_indices=rows, prefix_lens=[0] * len(ids),
+        extend_lens=[len(x) for x in ids], out_cache_loc=slots, logits_indices=last,
+        req_to_token=sched.req_pool.req_to_token, k_buffers=sched.kv_pool.k_buffers,
+        v_buffers=sched.kv_pool.v_buffers,
+    )
+    return sched.runner.forward(fb)
+
+
+def test_bf16_prefill_logits_within_tolerance_of_float32(model_folder, prompt_ids):
+    ours = batched_prefill_logits(prompt_ids)
+    ref = hf_logits(model_folder, torch.float32, prompt_ids)
+    diffs = [(ours[i] - r).abs().max().item() for i, r in enumerate(ref)]
+    assert max(diffs) < LOGIT_ATOL, f"max |logit diff| per prompt: {[f'{d:.2f}' for d in diffs]}"
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "one-at-a-time"])
+def test_bf16_greedy_agrees_with_hf_bf16(prompts, hf_bf16_greedy, batched):
+    params = {"max_new_tokens": MAX_NEW, "temperature": 0}
+    with Engine(dtype="bfloat16", max_total_tokens=20000) as engine:
+        paths = engine.scheduler.runner.paths
+        if batched:
+            ours = [r["output_ids"] for r in engine.generate(prompts, params)]
+        else:
+            ours = [engine.generate(p, params)["output_ids"] for p in prompts]
+    if torch.backends.mkldnn.is_available():
+        assert paths is not None and paths.weights == "prepacked", paths  # the bf16 dot products
+    agree = [common_prefix(a, b) for a, b in zip(ours, hf_bf16_greedy)]
+    assert min(agree) >= 1, f"tokens in common with HF bf16 per prompt: {agree}"
+    assert sum(n >= AGREE_TOKENS for n in agree) >= AGREE_PROMPTS, f"tokens in common per prompt: {agree}"
