@@ -1,6 +1,8 @@
 """CPU decode attention as a decode step meets it: the C rows (kernels/cpu_native.py) against
 the torch gather path, and against the C rows of another git revision, with the K/V warm
 in cache and cold (a 32 MiB sweep between calls, as a layer's weight matmuls evict them).
+Then prefill (extend) attention of one request with no cached prefix: the C tiles against
+the torch path.
 
     python benchmarks/bench_cpu_attention.py [--baseline 834f63d] [--threads 1]
 
@@ -105,6 +107,25 @@ def main() -> None:
             t = time_case(case, fns, cold, args.calls)
             cells = " | ".join(f"{t[n] * 1e6:.0f}" for n in fns)
             print(f"| {rows} | {lo}–{hi} | {'cold' if cold else 'warm'} | {cells} |")
+    extend_table(args.calls)
+
+
+def extend_table(calls: int) -> None:
+    print("\n| new tokens | C tiles µs | torch path µs |")
+    print("|---:|---:|---:|")
+    for n in (32, 165, 512):
+        q, k, v, table, idx, _ = make_case(1, n, n + 1)
+        args = (q[:1].expand(n, -1, -1).contiguous(), k, v, table, idx, torch.tensor([0]), torch.tensor([n]),
+                torch.tensor([0]), 0.125)
+        times = {}
+        for native in (True, False, True, False):
+            cpu_native.set_enabled(native)
+            start = time.perf_counter()
+            for _ in range(calls // 4):
+                cpu_attention.extend_attention(*args, memo={})
+            times.setdefault(native, []).append((time.perf_counter() - start) / (calls // 4))
+        cpu_native.set_enabled(True)
+        print(f"| {n} | {min(times[True]) * 1e6:.0f} | {min(times[False]) * 1e6:.0f} |")
 
 
 if __name__ == "__main__":

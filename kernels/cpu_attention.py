@@ -231,7 +231,9 @@ class _ExtendPlan:
     decode_tok: torch.Tensor | None  # q rows of short extends, one per token (batched decode path)
     decode_pool_rows: torch.Tensor | None  # their requests' req_to_token rows
     decode_seq: torch.Tensor | None  # their key counts (position + 1)
-    groups: list[_PaddedGroup]
+    batch: tuple[list[int], list[int], list[int], list[int]]  # rows, prefix lens, extend lens, q starts
+    tiles: torch.Tensor | None  # the long extends as C tiles (cpu_native.extend_tiles), if any
+    groups: list[_PaddedGroup] | None = None  # the long extends as padded groups (torch path), built on use
 
 
 def _extend_plan(q, kv_heads, req_to_token, req_pool_indices, prefix_lens, extend_lens, extend_start_loc,
@@ -248,15 +250,27 @@ def _extend_plan(q, kv_heads, req_to_token, req_pool_indices, prefix_lens, exten
     tok = row = seq = None
     if short:
         tok, row, seq = torch.tensor(short, device=q.device).unbind(1)
-    groups = [
-        _padded_group(q, kv_heads, req_to_token, [rows[i] for i in g], [prefixes[i] for i in g],
-                      [ext[i] for i in g], [starts[i] for i in g], P)
-        for g in _extend_groups(ext)
-    ]
-    plan = _ExtendPlan(tok, row, seq, groups)
+    long = [i for i, e in enumerate(ext) if e > DECODE_ROWS_MAX_EXTEND]
+    tiles = None
+    if long and cpu_native.available() and not q.is_cuda:
+        tiles = cpu_native.extend_tiles([starts[i] for i in long], [ext[i] for i in long],
+                                        [prefixes[i] for i in long], [rows[i] for i in long])
+    plan = _ExtendPlan(tok, row, seq, (rows, prefixes, ext, starts), tiles)
     if memo is not None:
         memo[key] = plan
     return plan
+
+
+def _padded_groups(q, kv_heads, req_to_token, plan: _ExtendPlan, P) -> list[_PaddedGroup]:
+    """The long extends as padded groups (built by the first layer that needs them)."""
+    if plan.groups is None:
+        rows, prefixes, ext, starts = plan.batch
+        plan.groups = [
+            _padded_group(q, kv_heads, req_to_token, [rows[i] for i in g], [prefixes[i] for i in g],
+                          [ext[i] for i in g], [starts[i] for i in g], P)
+            for g in _extend_groups(ext)
+        ]
+    return plan.groups
 
 
 def _short_rows(q, k_cache, v_cache, req_to_token, plan: _ExtendPlan, P, scale, memo):
@@ -286,7 +300,9 @@ def extend_attention(
     if plan.decode_tok is not None:
         od, ld = _short_rows(q, k_cache, v_cache, req_to_token, plan, P, sm_scale, memo)
         o[plan.decode_tok], lse[plan.decode_tok] = od.float(), ld.float()
-    for g in plan.groups:
+    in_c = plan.tiles is not None and cpu_native.extend_into(q, k_cache, v_cache, req_to_token, plan.tiles, P,
+                                                             sm_scale, o, lse)
+    for g in [] if in_c else _padded_groups(q, k_cache.shape[1], req_to_token, plan, P):
         og, lg = _own_extend_padded(q, k_cache, v_cache, g, sm_scale)
         o[g.out_tok], lse[g.out_tok] = og.float(), lg.float()
     return _with_shared_prefix(q, k_cache, v_cache, req_to_token, req_pool_indices, P, sm_scale, o, lse, out, memo)

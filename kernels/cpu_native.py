@@ -1,4 +1,5 @@
-"""Decode attention over the KV pool in C, compiled on first use (CPU; K/V float32 or bfloat16).
+"""Attention over the KV pool in C, compiled on first use (CPU; K/V float32 or bfloat16): decode
+rows (one query per row) and extend tiles (a prefill chunk's tokens, causal).
 
 Why: the torch version (cpu_attention.py) gathers every query row's K and V out of the pool
 into new tensors, then runs batched matmuls and a softmax over them: at 64 decode rows of
@@ -14,10 +15,16 @@ block, then the V sums), with a branch-free exp, so the inner loops vectorise. M
 16-row step of the bundled model (1 thread, AVX-512 EPYC): 1.4 ms per layer cold -> 0.47 ms
 (docs/benchmarks.md, "Decode attention rows in C").
 
+Extend tiles (`extend_into`): the torch path for prefill chunks pads them into groups and
+runs batched matmuls with a -inf causal mask over a score tensor; here 8 tokens' query heads
+share each key row, a key block is transposed once so scores are axpys over keys, and a
+token's causal edge is a count, not a mask: 1.5x the torch path at 165 tokens (docs/benchmarks.md).
+
 Built with the system C compiler (`cc`, the one TorchInductor already needs) into
 `$XDG_CACHE_HOME/radixlm/native` (default ~/.cache), keyed by the source, flags and CPU;
 OpenMP threads match `torch.get_num_threads()`. Without a compiler, or with
-RADIXLM_NATIVE=0, `decode_rows()` returns None and callers keep the torch path.
+RADIXLM_NATIVE=0, `decode_rows()` returns None (`extend_into` False) and callers keep the
+torch path.
 """
 
 from __future__ import annotations
@@ -155,6 +162,97 @@ INLINE void decode_rows(const float *q, const void *k, const void *v, const int3
     }
 }
 
+/* Extend tiles: the new tokens of a prefill chunk, QTILE at a time. Each tile is one work item
+   per KV head: its tokens' G heads (QTILE * G query vectors) share every key row it reads.
+   A block of keys is transposed once into kt[D][BLOCK], so each score row is an axpy over
+   the block (vectorised over keys, no horizontal sums); causal masking is a per-token count
+   of visible keys. Same block-wise online softmax as the decode rows. */
+#define QTILE 8
+
+INLINE void extend_tile(const float *q, int64_t q_row0, int64_t nq, int64_t pos0, const void *k,
+                        const void *v, const int32_t *slots, int64_t start, int64_t kvh, int64_t G,
+                        int64_t H, int64_t KV, int64_t D, float scale, float *o, float *lse, int bf16)
+{
+    const int64_t nv = nq * G, esize = bf16 ? 2 : 4, row_bytes = KV * D * esize, end = pos0 + nq;
+    float m[nv], l[nv], acc[nv * D], s[nv * BLOCK], kt[D * BLOCK], qs[nv * D];
+    for (int64_t vi = 0; vi < nv; ++vi) {
+        const float *qv = q + ((q_row0 + vi / G) * H + kvh * G + vi % G) * D;
+        for (int64_t d = 0; d < D; ++d) qs[vi * D + d] = qv[d] * scale;
+        m[vi] = -INFINITY; l[vi] = 0.0f;
+    }
+    memset(acc, 0, sizeof(float) * nv * D);
+    for (int64_t b0 = start; b0 < end; b0 += BLOCK) {
+        const int64_t nb = end - b0 < BLOCK ? end - b0 : BLOCK;
+        for (int64_t j = 0; j < nb; ++j) {
+            const char *kr = row_at(k, slots, b0 + j, row_bytes) + kvh * D * esize;
+            for (int64_t d = 0; d < D; ++d) kt[d * BLOCK + j] = kv_at(kr, d, bf16);
+        }
+        for (int64_t vi = 0; vi < nv; ++vi) {
+            float *sv = s + vi * BLOCK;
+            const int64_t seen = pos0 + vi / G + 1 - b0;  /* keys of this block the token sees */
+            const int64_t nvis = seen < 0 ? 0 : (seen < nb ? seen : nb);
+            for (int64_t j = 0; j < nb; ++j) sv[j] = 0.0f;
+            if (nvis == 0) continue;
+            for (int64_t d = 0; d < D; ++d) {
+                const float qd = qs[vi * D + d], *kd = kt + d * BLOCK;
+                for (int64_t j = 0; j < nvis; ++j) sv[j] += qd * kd[j];
+            }
+            float mx = m[vi];
+            for (int64_t j = 0; j < nvis; ++j) mx = sv[j] > mx ? sv[j] : mx;
+            if (mx > m[vi]) {
+                const float c = expf(m[vi] - mx);
+                l[vi] *= c;
+                for (int64_t d = 0; d < D; ++d) acc[vi * D + d] *= c;
+                m[vi] = mx;
+            }
+            float sum = 0.0f;
+            for (int64_t j = 0; j < nvis; ++j) { sv[j] = exp_nonpositive(sv[j] - mx); sum += sv[j]; }
+            for (int64_t j = nvis; j < nb; ++j) sv[j] = 0.0f;  /* keys after the token: none */
+            l[vi] += sum;
+        }
+        for (int64_t j = 0; j < nb; ++j) {
+            const char *vr = row_at(v, slots, b0 + j, row_bytes) + kvh * D * esize;
+            for (int64_t vi = 0; vi < nv; ++vi) {
+                const float pj = s[vi * BLOCK + j];
+                if (pj == 0.0f) continue;
+                float *av = acc + vi * D;
+                for (int64_t d = 0; d < D; ++d) av[d] += pj * kv_at(vr, d, bf16);
+            }
+        }
+    }
+    for (int64_t vi = 0; vi < nv; ++vi) {
+        const int64_t row = (q_row0 + vi / G) * H + kvh * G + vi % G;
+        const float inv = l[vi] > 0.0f ? 1.0f / l[vi] : 0.0f;
+        for (int64_t d = 0; d < D; ++d) o[row * D + d] = acc[vi * D + d] * inv;
+        lse[row] = l[vi] > 0.0f ? m[vi] + logf(l[vi]) : -INFINITY;
+    }
+}
+
+/* tiles[i] = (first q row, tokens, absolute position of the first, req_to_token row): the
+   tile's token t attends to keys [start, position + t + 1). o [T, H, D] and lse [T, H]
+   (float32) receive the tiles' rows. */
+INLINE void extend_tiles(const float *q, const void *k, const void *v, const int32_t *table,
+                         int64_t table_stride, const int64_t *tiles, int64_t n, int64_t start,
+                         int64_t H, int64_t KV, int64_t D, float scale, float *o, float *lse,
+                         int nthreads, int bf16)
+{
+    const int64_t G = H / KV;
+    #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+    for (int64_t item = 0; item < n * KV; ++item) {
+        const int64_t *t = tiles + (item / KV) * 4;
+        extend_tile(q, t[0], t[1], t[2], k, v, table + t[3] * table_stride, start, item % KV, G, H, KV,
+                    D, scale, o, lse, bf16);
+    }
+}
+
+#define EXTEND_TILES_ARGS const float *q, const void *k, const void *v, const int32_t *table, \
+    int64_t table_stride, const int64_t *tiles, int64_t n, int64_t start, int64_t H, int64_t KV, \
+    int64_t D, float scale, float *o, float *lse, int nthreads
+#define EXTEND_TILES_CALL q, k, v, table, table_stride, tiles, n, start, H, KV, D, scale, o, lse, nthreads
+
+void extend_tiles_f32(EXTEND_TILES_ARGS) { extend_tiles(EXTEND_TILES_CALL, 0); }
+void extend_tiles_bf16(EXTEND_TILES_ARGS) { extend_tiles(EXTEND_TILES_CALL, 1); }
+
 #define DECODE_ROWS_ARGS const float *q, const void *k, const void *v, const int32_t *table, \
     int64_t table_stride, const int64_t *pool_rows, const int64_t *seq, int64_t start, int64_t n, \
     int64_t H, int64_t KV, int64_t D, float scale, float *o, float *lse, int nthreads
@@ -226,6 +324,10 @@ def _library() -> ctypes.CDLL | None:
         fn.restype = None
         fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p] + \
             [ctypes.c_int64] * 5 + [ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+    for fn in (lib.extend_tiles_f32, lib.extend_tiles_bf16):
+        fn.restype = None
+        fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64, ctypes.c_void_p] + [ctypes.c_int64] * 5 + \
+            [ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
     _loaded = lib
     return _loaded
 
@@ -263,3 +365,35 @@ def decode_rows(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, r
        pool_rows.data_ptr(), seq.data_ptr(), start, n, H, k_cache.shape[1], D, scale, o.data_ptr(),
        lse.data_ptr(), torch.get_num_threads())
     return o, lse
+
+
+QTILE = 8  # tokens per extend tile (QTILE in the C source)
+
+
+def extend_tiles(q_rows: list[int], lens: list[int], positions: list[int], pool_rows: list[int]) -> torch.Tensor:
+    """The tile table for `extend_into`: request i's lens[i] new tokens sit at q rows
+    q_rows[i].. and absolute positions positions[i].., its keys in req_to_token row pool_rows[i]."""
+    tiles = [(r + t, min(QTILE, n - t), p + t, row)
+             for r, n, p, row in zip(q_rows, lens, positions, pool_rows) for t in range(0, n, QTILE)]
+    return torch.tensor(tiles, dtype=torch.int64).reshape(-1, 4)
+
+
+def extend_into(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, req_to_token: torch.Tensor,
+                tiles: torch.Tensor, start: int, scale: float, o: torch.Tensor, lse: torch.Tensor) -> bool:
+    """Causal attention of the extend tokens in `tiles` (from `extend_tiles`) over keys
+    [start, their position], written into their rows of o [T, H, D] and lse [T, H] (float32,
+    contiguous). False (nothing written) where this path does not apply, as `decode_rows`."""
+    lib = _library()
+    if lib is None or k_cache.dtype not in KV_DTYPES or v_cache.dtype != k_cache.dtype:
+        return False
+    if any(t.is_cuda for t in (q, k_cache, v_cache)) or not (k_cache.is_contiguous() and v_cache.is_contiguous()):
+        return False
+    if not (req_to_token.is_contiguous() and req_to_token.dtype == torch.int32):
+        return False
+    _, H, D = q.shape
+    q = q.to(torch.float32).contiguous()
+    fn = lib.extend_tiles_f32 if k_cache.dtype == torch.float32 else lib.extend_tiles_bf16
+    fn(q.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), req_to_token.data_ptr(), req_to_token.stride(0),
+       tiles.data_ptr(), tiles.shape[0], start, H, k_cache.shape[1], D, scale, o.data_ptr(), lse.data_ptr(),
+       torch.get_num_threads())
+    return True

@@ -147,3 +147,42 @@ def test_bfloat16_pool_matches_float32_math_on_the_same_values(n):
     want_o, want_lse = expected(q.float(), k.float(), v.float(), r2t, rows, seq, 0, 0.125)
     torch.testing.assert_close(o, want_o, atol=2e-5, rtol=1e-4)
     torch.testing.assert_close(lse, want_lse, atol=2e-5, rtol=1e-5)
+
+
+def expected_extend(q, k, v, r2t, row, prefix, n, q_row, start, scale):
+    """Tokens prefix..prefix+n-1 of one request (q rows q_row..) causally over keys [start, pos]."""
+    H = q.shape[1]
+    KV = k.shape[1]
+    o, lse = [], []
+    for t in range(n):
+        slots = r2t[row, start:prefix + t + 1].long()
+        keys = k[slots].repeat_interleave(H // KV, dim=1).transpose(0, 1)
+        vals = v[slots].repeat_interleave(H // KV, dim=1).transpose(0, 1)
+        s = (keys.float() @ q[q_row + t].float()[:, :, None])[:, :, 0] * scale
+        o.append((torch.softmax(s, -1)[:, None, :] @ vals.float())[:, 0])
+        lse.append(torch.logsumexp(s, -1))
+    return torch.stack(o), torch.stack(lse)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("group", [1, 3, 8])
+@pytest.mark.parametrize("start", [0, 7])
+def test_extend_tiles_match_causal_torch(dtype, group, start):
+    """Two requests in one call: 100 new tokens after a 30-token prefix (tiles crossing key
+    blocks, the causal edge inside them) and 9 tokens with no prefix; keys from `start`."""
+    kv, d = 2, 64
+    specs = [(30, 100), (0, 9)] if start == 0 else [(30, 100), (start, 9)]  # (prefix, new tokens)
+    seq = [p + n for p, n in specs]
+    k, v, r2t, rows = random_pool(2, seq, kv, d, seed=group + start)
+    k, v = k.to(dtype), v.to(dtype)
+    T = sum(n for _, n in specs)
+    q = torch.randn(T, kv * group, d, generator=torch.Generator().manual_seed(group)).to(dtype)
+    q_rows = [0, specs[0][1]]
+    tiles = cpu_native.extend_tiles(q_rows, [n for _, n in specs], [p for p, _ in specs], rows.tolist())
+    o = torch.full((T, kv * group, d), float("nan"))
+    lse = torch.full((T, kv * group), float("nan"))
+    assert cpu_native.extend_into(q, k, v, r2t, tiles, start, 0.125, o, lse)
+    for (p, n), q_row, row in zip(specs, q_rows, rows.tolist()):
+        want_o, want_lse = expected_extend(q, k, v, r2t, row, p, n, q_row, start, 0.125)
+        torch.testing.assert_close(o[q_row:q_row + n], want_o, atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(lse[q_row:q_row + n], want_lse, atol=2e-5, rtol=1e-5)
