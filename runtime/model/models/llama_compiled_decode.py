@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from radixlm.kernels import cpu_attention, reference
+from radixlm.kernels import cpu_attention, cpu_native, reference
 from radixlm.runtime.model.layers.rotary import RotaryEmbedding
 
 
@@ -50,21 +50,30 @@ def _post_attention(attn, residual, o_w, norm_w, gate_up_w, down_w, eps: float):
     return _gemv(down_w, reference.silu_and_mul(_gemv(gate_up_w, normed))), h
 
 
+ZERO = torch.zeros(1, dtype=torch.int64)  # the one request's row in its [1, S] slot table
+
+
 @torch.library.custom_op("radixlm::pool_attention_one", mutates_args=("k_cache", "v_cache"))
 def _pool_attention_one(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-    loc: torch.Tensor, rows: torch.Tensor, scale: float,
+    loc: torch.Tensor, slots: torch.Tensor, scale: float,
 ) -> torch.Tensor:
-    """Store this token's K/V in the pool, then attend over the request's keys (head-major
-    cache rows [1, KV, S]). Opaque to the compiler: Inductor's own code for a gather over a
-    dynamic key count ran 1.5-8x slower than this eager path."""
+    """Store this token's K/V in the pool, then attend over the request's keys at `slots`
+    ([1, S] int32, its own last). Opaque to the compiler: Inductor's own code for a gather
+    over a dynamic key count ran 1.5-8x slower than the eager gather; the C decode row
+    (kernels/cpu_native.py) reads the keys in place, 3-4x faster again than that gather."""
     k_cache.index_copy_(0, loc, k)
     v_cache.index_copy_(0, loc, v)
+    S = slots.shape[1]
+    own = cpu_native.decode_rows(q, k_cache, v_cache, slots, ZERO, torch.tensor([S]), 0, scale)
+    if own is not None:
+        return own[0].reshape(1, -1)
+    rows = cpu_attention.head_rows(slots.long(), k_cache.shape[1])  # the torch path: no compiler for C
     return cpu_attention.attend_rows(q, k_cache, v_cache, rows, scale).reshape(1, -1)
 
 
 @_pool_attention_one.register_fake
-def _(q, k, v, k_cache, v_cache, loc, rows, scale):
+def _(q, k, v, k_cache, v_cache, loc, slots, scale):
     return q.new_empty((1, q.shape[1] * q.shape[2]))
 
 
@@ -72,12 +81,12 @@ def _logits(x, residual, norm_w, lm_w, eps: float):
     return _gemv(lm_w, reference.rms_norm(x, norm_w, eps, residual)[0])
 
 
-def _layer(x, residual, weights, k_cache, v_cache, loc, rows, cos, signed_sin, consts):
+def _layer(x, residual, weights, k_cache, v_cache, loc, slots, cos, signed_sin, consts):
     """One decoder layer for one token: -> (MLP output, residual), both [1, hidden]."""
     in_norm, qkv_w, qkv_b, o_w, post_norm, gate_up_w, down_w = weights
     eps, heads, kv_heads, scale = consts
     q, k, v, residual = _pre_attention(x, residual, in_norm, qkv_w, qkv_b, cos, signed_sin, eps, heads, kv_heads)
-    o = torch.ops.radixlm.pool_attention_one(q, k, v, k_cache, v_cache, loc, rows, scale)
+    o = torch.ops.radixlm.pool_attention_one(q, k, v, k_cache, v_cache, loc, slots, scale)
     return _post_attention(o, residual, o_w, post_norm, gate_up_w, down_w, eps)
 
 
@@ -111,20 +120,20 @@ class CompiledDecode:
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, fb) -> torch.Tensor:
         """Same contract as LlamaForCausalLM.forward, for a batch `applies` accepts."""
-        slots = fb.req_to_token[fb.req_pool_indices[0], : fb.max_seq_len].long()
+        slots = fb.req_to_token[fb.req_pool_indices[0], : fb.max_seq_len]
         return self.run(input_ids, positions, fb.out_cache_loc, slots, fb.k_buffers, fb.v_buffers)
 
     def run(self, input_ids, positions, loc, slots, k_buffers, v_buffers) -> torch.Tensor:
         """Logits [1, vocab] for one token at `positions` whose K/V go to slot `loc`,
         attending over the KV `slots` [S] (its own last)."""
         m = self.model
-        rows = cpu_attention.head_rows(slots[None], m.cfg.num_kv_heads)  # [1, KV, S]
-        torch._dynamo.mark_dynamic(rows, 2)
+        slots = slots.to(torch.int32).contiguous()[None]  # [1, S]: the C row's slot table
+        torch._dynamo.mark_dynamic(slots, 1)
         x = m.embed_tokens(input_ids)
         cos, sin = m.layers[0].self_attn.rotary.lookup(positions, x.dtype)
         residual = torch.zeros_like(x)
         for i, w in enumerate(self.weights):
-            x, residual = self.layer(x, residual, w, k_buffers[i], v_buffers[i], loc, rows, cos, sin, self.consts)
+            x, residual = self.layer(x, residual, w, k_buffers[i], v_buffers[i], loc, slots, cos, sin, self.consts)
         self.calls += 1
         return self.logits(x, residual, m.norm.weight, m.lm_head_weight, self.consts[0])
 
@@ -138,7 +147,7 @@ class CompiledDecode:
         # Built outside inference mode, like the scheduler's tensors: the graph's guards
         # include that, and a mismatch would compile it a second time on the first request.
         ids, positions, loc = (torch.tensor([i], device=device) for i in (0, 1, 2))
-        slots = torch.tensor([1, 2], device=device)
+        slots = torch.tensor([1, 2], dtype=torch.int32, device=device)  # as req_to_token holds them
         with torch.inference_mode():
             self.run(ids, positions, loc, slots, pool[: cfg.num_layers], pool[cfg.num_layers :])
         self.calls = 0
