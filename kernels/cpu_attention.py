@@ -125,17 +125,38 @@ def attend_rows(q, k_cache, v_cache, rows, scale):
     return _own_decode(q, k_cache, v_cache, rows, None, scale, need_lse=False)[0]
 
 
+def _shared_part_in_c(q, k_cache, v_cache, req_to_token, req_pool_indices, P, scale, memo):
+    """Part 1 in C tiles (cpu_native.prefix_tiles: 8 queries' heads share each prefix key
+    read, no gather): (o [T, H, D], lse [T, H]) float32, or (None, None) without the C path."""
+    if not cpu_native.available() or q.is_cuda:
+        return None, None
+    key = ("prefix_tiles", P)
+    tiles = memo.get(key) if memo is not None else None
+    if tiles is None:
+        tiles = cpu_native.prefix_tiles(q.shape[0], P, int(req_pool_indices[0]))
+        if memo is not None:
+            memo[key] = tiles
+    T, H, D = q.shape
+    o = torch.empty(T, H, D, dtype=torch.float32)
+    lse = torch.empty(T, H, dtype=torch.float32)
+    if not cpu_native.extend_into(q, k_cache, v_cache, req_to_token, tiles, 0, scale, o, lse):
+        return None, None
+    return o, lse
+
+
 def _with_shared_prefix(q, k_cache, v_cache, req_to_token, req_pool_indices, P, scale, o, lse, out, memo):
     """Merge the per-request part (o, lse) with attention over the batch's shared prefix
     [0, P) (skipped when P == 0), cast to q's dtype and write `out` if given."""
     if P > 0:
-        key = ("shared_slots", P)
-        shared_slots = memo.get(key) if memo is not None else None
-        if shared_slots is None:
-            shared_slots = req_to_token[req_pool_indices[0], :P].long()
-            if memo is not None:
-                memo[key] = shared_slots
-        o1, lse1 = _shared_part(q, k_cache, v_cache, shared_slots, scale)
+        o1, lse1 = _shared_part_in_c(q, k_cache, v_cache, req_to_token, req_pool_indices, P, scale, memo)
+        if o1 is None:
+            key = ("shared_slots", P)
+            shared_slots = memo.get(key) if memo is not None else None
+            if shared_slots is None:
+                shared_slots = req_to_token[req_pool_indices[0], :P].long()
+                if memo is not None:
+                    memo[key] = shared_slots
+            o1, lse1 = _shared_part(q, k_cache, v_cache, shared_slots, scale)
         o = _merge(o1, lse1, o, lse)
     o = o.to(q.dtype)
     if out is None:

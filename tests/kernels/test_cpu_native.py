@@ -186,3 +186,16 @@ def test_extend_tiles_match_causal_torch(dtype, group, start):
         want_o, want_lse = expected_extend(q, k, v, r2t, row, p, n, q_row, start, 0.125)
         torch.testing.assert_close(o[q_row:q_row + n], want_o, atol=2e-5, rtol=1e-4)
         torch.testing.assert_close(lse[q_row:q_row + n], want_lse, atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("queries", [1, 8, 21])
+def test_prefix_tiles_see_every_prefix_key(queries):
+    """Decode queries against a shared prefix of 150 keys (prefix_tiles): no causal edge."""
+    k, v, r2t, rows = random_pool(1, [150], 3, 64, seed=queries)
+    q = torch.randn(queries, 9, 64, generator=torch.Generator().manual_seed(queries))
+    tiles = cpu_native.prefix_tiles(queries, 150, int(rows[0]))
+    o, lse = torch.empty(queries, 9, 64), torch.empty(queries, 9)
+    assert cpu_native.extend_into(q, k, v, r2t, tiles, 0, 0.125, o, lse)
+    want_o, want_lse = expected(q, k, v, r2t, rows.repeat(queries), [150] * queries, 0, 0.125)
+    torch.testing.assert_close(o, want_o, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(lse, want_lse, atol=2e-5, rtol=1e-5)
