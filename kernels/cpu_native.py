@@ -86,6 +86,23 @@ INLINE float exp_nonpositive(float x) {
     return p * two_n.f;
 }
 
+/* One block of n scores p of one query vector into its running softmax (max m, sum l, the
+   weighted V sum acc [D]): a new maximum rescales what was summed so far; p becomes the
+   block's unnormalised probabilities. */
+INLINE void online_softmax(float *p, int64_t n, float *m, float *l, float *acc, int64_t D) {
+    float mx = *m;
+    for (int64_t j = 0; j < n; ++j) mx = p[j] > mx ? p[j] : mx;
+    if (mx > *m) {
+        const float c = expf(*m - mx);
+        *l *= c;
+        for (int64_t d = 0; d < D; ++d) acc[d] *= c;
+        *m = mx;
+    }
+    float sum = 0.0f;
+    for (int64_t j = 0; j < n; ++j) { p[j] = exp_nonpositive(p[j] - mx); sum += p[j]; }
+    *l += sum;
+}
+
 /* Heads [h0, h1) (whole KV groups) of row r attend to keys [start, end) through `slots`. A key
    row holds every KV head ([KV, D], contiguous), so it is read once per block for all heads;
    within a block the scores are computed first, then one softmax rescale per head, then the
@@ -113,19 +130,7 @@ INLINE void attend_row(const float *qr, const void *k, const void *v, const int3
                 p[h * BLOCK + j] = dot * scale;
             }
         }
-        for (int64_t h = 0; h < nh; ++h) {
-            float *ph = p + h * BLOCK, mx = m[h];
-            for (int64_t j = 0; j < nb; ++j) mx = ph[j] > mx ? ph[j] : mx;
-            if (mx > m[h]) {  /* new running max: rescale what was summed so far */
-                const float c = expf(m[h] - mx);
-                l[h] *= c;
-                for (int64_t d = 0; d < D; ++d) acc[h * D + d] *= c;
-                m[h] = mx;
-            }
-            float sum = 0.0f;
-            for (int64_t j = 0; j < nb; ++j) { ph[j] = exp_nonpositive(ph[j] - mx); sum += ph[j]; }
-            l[h] += sum;
-        }
+        for (int64_t h = 0; h < nh; ++h) online_softmax(p + h * BLOCK, nb, m + h, l + h, acc + h * D, D);
         for (int64_t j = 0; j < nb; ++j) {
             if (j < AHEAD && b0 + BLOCK + j < end)  /* the next block's first key rows */
                 prefetch_row(row_at(k, slots, b0 + BLOCK + j, row_bytes), row_bytes);
@@ -228,18 +233,8 @@ INLINE void extend_tile(const float *q, int64_t q_row0, int64_t nq, int64_t pos0
             float *sv = s + vi * BLOCK;
             const int64_t seen = pos0 + vi / G + 1 - b0;  /* keys of this block the token sees */
             const int64_t nvis = seen < 0 ? 0 : (seen < nb ? seen : nb);
-            float mx = m[vi];
-            for (int64_t j = 0; j < nvis; ++j) mx = sv[j] > mx ? sv[j] : mx;
-            if (nvis > 0 && mx > m[vi]) {
-                const float c = expf(m[vi] - mx);
-                l[vi] *= c;
-                for (int64_t d = 0; d < D; ++d) acc[vi * D + d] *= c;
-                m[vi] = mx;
-            }
-            float sum = 0.0f;
-            for (int64_t j = 0; j < nvis; ++j) { sv[j] = exp_nonpositive(sv[j] - mx); sum += sv[j]; }
+            online_softmax(sv, nvis, m + vi, l + vi, acc + vi * D, D);
             for (int64_t j = nvis; j < BLOCK; ++j) sv[j] = 0.0f;  /* keys after the token: none */
-            l[vi] += sum;
         }
         for (int64_t j = nv * BLOCK; j < nv4 * BLOCK; ++j) s[j] = 0.0f;  /* the padding rows */
         for (int64_t vi = 0; vi < nv4; vi += 4) values4(s + vi * BLOCK, vt, nb, D, acc + vi * D);

@@ -17,6 +17,8 @@ import torch
 from radixlm.runtime import Engine
 from radixlm.runtime.server_args import ServerArgs
 
+from .batched_prefill import last_position_logits
+
 MAX_NEW = 24
 LOGIT_ATOL = 2e-3
 
@@ -124,26 +126,8 @@ def test_greedy_ids_equal_hf_when_retracted(hf_greedy, prompts, tokenizer):
 
 
 def test_final_position_logits_match_hf(hf_model, tokenizer, prompts, model_folder):
-    from radixlm.runtime.bootstrap import build_runtime
-
-    sched = build_runtime(ServerArgs(max_total_tokens=4000)).scheduler
     ids = [tokenizer(p).input_ids for p in prompts]
-    rows = [sched.req_pool.alloc() for _ in ids]
-    slots = sched.kv_pool.alloc(sum(len(x) for x in ids))
-    from radixlm.runtime.model.forward_batch import ForwardBatch
-
-    offset, last = 0, []
-    for row, x in zip(rows, ids):
-        sched.req_pool.req_to_token[row, : len(x)] = slots[offset : offset + len(x)].to(torch.int32)
-        offset += len(x)
-        last.append(offset - 1)
-    fb = ForwardBatch.build(
-        input_ids=[t for x in ids for t in x], req_pool_indices=rows, prefix_lens=[0] * len(ids),
-        extend_lens=[len(x) for x in ids], out_cache_loc=slots, logits_indices=last,
-        req_to_token=sched.req_pool.req_to_token, k_buffers=sched.kv_pool.k_buffers,
-        v_buffers=sched.kv_pool.v_buffers,
-    )
-    ours = sched.runner.forward(fb)
+    ours, _ = last_position_logits(ServerArgs(max_total_tokens=4000), ids)
     for i, x in enumerate(ids):
         with torch.inference_mode():
             ref = hf_model(torch.tensor([x])).logits[0, -1].float()

@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from radixlm.runtime import Engine
-from radixlm.runtime.bootstrap import build_runtime
-from radixlm.runtime.model.forward_batch import ForwardBatch
 from radixlm.runtime.server_args import ServerArgs
+
+from .batched_prefill import last_position_logits
 
 MAX_NEW = 24
 LOGIT_ATOL = 1.0
@@ -56,27 +56,9 @@ def hf_bf16_greedy(model_folder, tokenizer, prompt_ids) -> list[list[int]]:
     return outs
 
 
-def batched_prefill_logits(ids: list[list[int]]) -> torch.Tensor:
-    sched = build_runtime(ServerArgs(max_total_tokens=4000, dtype="bfloat16")).scheduler
-    assert sched.kv_pool.k_buffers[0].dtype == torch.bfloat16
-    rows = [sched.req_pool.alloc() for _ in ids]
-    slots = sched.kv_pool.alloc(sum(len(x) for x in ids))
-    offset, last = 0, []
-    for row, x in zip(rows, ids):
-        sched.req_pool.req_to_token[row, : len(x)] = slots[offset : offset + len(x)].to(torch.int32)
-        offset += len(x)
-        last.append(offset - 1)
-    fb = ForwardBatch.build(
-        input_ids=[t for x in ids for t in x], req_pool_indices=rows, prefix_lens=[0] * len(ids),
-        extend_lens=[len(x) for x in ids], out_cache_loc=slots, logits_indices=last,
-        req_to_token=sched.req_pool.req_to_token, k_buffers=sched.kv_pool.k_buffers,
-        v_buffers=sched.kv_pool.v_buffers,
-    )
-    return sched.runner.forward(fb)
-
-
 def test_bf16_prefill_logits_within_tolerance_of_float32(model_folder, prompt_ids):
-    ours = batched_prefill_logits(prompt_ids)
+    ours, sched = last_position_logits(ServerArgs(max_total_tokens=4000, dtype="bfloat16"), prompt_ids)
+    assert sched.kv_pool.k_buffers[0].dtype == torch.bfloat16
     ref = hf_logits(model_folder, torch.float32, prompt_ids)
     diffs = [(ours[i] - r).abs().max().item() for i, r in enumerate(ref)]
     assert max(diffs) < LOGIT_ATOL, f"max |logit diff| per prompt: {[f'{d:.2f}' for d in diffs]}"
