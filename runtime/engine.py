@@ -29,6 +29,8 @@ spawned processes, so a script that creates such an engine needs `if __name__ ==
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import queue
 import threading
@@ -282,6 +284,8 @@ class Engine:
         self._drain(error)
         self.scheduler.grammars.shutdown()
         self._runtime.close()
+        self._runtime = self.scheduler = None  # the model and KV pool go now, not with the Engine object
+        release_free_memory()
 
     def _run_once(self) -> bool:
         """Handle the queued commands (waiting for one only when idle), then one step."""
@@ -354,6 +358,16 @@ class Engine:
                 _reject(self._inbox.get_nowait(), exc)
             except queue.Empty:
                 return
+
+
+def release_free_memory() -> None:
+    """Hand the memory this thread's tensors freed back to the OS. Why: glibc gives each
+    thread its own malloc arena and keeps what is freed there for reuse by that thread; the
+    loop thread ends, so its arena's ~1-2 GB (weights, prepacked copies, KV pool) would stay
+    resident for the life of the process, once per Engine (a test run creating dozens grew
+    to 14 GiB). No-op where libc has no malloc_trim."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _reject(cmd: _Command, exc: BaseException) -> None:
