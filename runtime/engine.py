@@ -19,7 +19,8 @@ raises its 400 (a `ValueError`) or, for any other exception while adding it, its
 `RuntimeError`), and the loop keeps serving; a failed step fails every request in flight
 with a 500. A request the model fails on mid-way (NaN/inf logits) returns its partial
 result with an abort finish_reason, status_code 500. Nothing waits forever: when the loop
-stops (shutdown, or a bug in the loop itself) every pending future is failed.
+stops (shutdown, or a bug in the loop itself) every pending future is failed, and the
+model and KV pool are released (`engine.scheduler` is None from then on).
 
 With `tp=N` this process is rank 0 of a tensor-parallel group and starts ranks 1..N-1 as
 child processes (runtime/distributed/); a rank that dies stops the engine: every pending
