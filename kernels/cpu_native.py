@@ -375,6 +375,20 @@ def available() -> bool:
 KV_DTYPES = (torch.float32, torch.bfloat16)
 
 
+def _serving(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+             req_to_token: torch.Tensor) -> ctypes.CDLL | None:
+    """The library, where the C kernels serve these tensors: a float32 or bfloat16 K/V pool
+    (both alike), contiguous, on the CPU; None otherwise (or without a compiler)."""
+    lib = _library()
+    if lib is None or k_cache.dtype not in KV_DTYPES or v_cache.dtype != k_cache.dtype:
+        return None
+    if any(t.is_cuda for t in (q, k_cache, v_cache)):
+        return None
+    if not (k_cache.is_contiguous() and v_cache.is_contiguous() and req_to_token.is_contiguous()):
+        return None
+    return lib
+
+
 def decode_rows(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, req_to_token: torch.Tensor,
                 pool_rows: torch.Tensor, seq: torch.Tensor, start: int,
                 scale: float) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -382,12 +396,8 @@ def decode_rows(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, r
     (o [n, H, D], lse [n, H]), both float32, or None where this path does not apply (a K/V
     pool not float32 or bfloat16, not on the CPU, no compiler): the caller then runs the torch
     version. q may be any float dtype; it is multiplied in float32."""
-    lib = _library()
-    if lib is None or k_cache.dtype not in KV_DTYPES or v_cache.dtype != k_cache.dtype:
-        return None
-    if any(t.is_cuda for t in (q, k_cache, v_cache)):
-        return None
-    if not (k_cache.is_contiguous() and v_cache.is_contiguous() and req_to_token.is_contiguous()):
+    lib = _serving(q, k_cache, v_cache, req_to_token)
+    if lib is None:
         return None
     n, H, D = q.shape
     q = q.to(torch.float32).contiguous()
@@ -428,12 +438,8 @@ def extend_into(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, r
     """Attention of the q rows in `tiles` (from `extend_tiles`: causal, or `prefix_tiles`) over
     keys from `start`, written into their rows of o [T, H, D] and lse [T, H] (float32,
     contiguous). False (nothing written) where this path does not apply, as `decode_rows`."""
-    lib = _library()
-    if lib is None or k_cache.dtype not in KV_DTYPES or v_cache.dtype != k_cache.dtype:
-        return False
-    if any(t.is_cuda for t in (q, k_cache, v_cache)) or not (k_cache.is_contiguous() and v_cache.is_contiguous()):
-        return False
-    if not (req_to_token.is_contiguous() and req_to_token.dtype == torch.int32):
+    lib = _serving(q, k_cache, v_cache, req_to_token)
+    if lib is None or req_to_token.dtype != torch.int32:
         return False
     _, H, D = q.shape
     q = q.to(torch.float32).contiguous()
