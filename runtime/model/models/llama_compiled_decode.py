@@ -56,16 +56,15 @@ ZERO = torch.zeros(1, dtype=torch.int64)  # the one request's row in its [1, S] 
 @torch.library.custom_op("radixlm::pool_attention_one", mutates_args=("k_cache", "v_cache"))
 def _pool_attention_one(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
-    loc: torch.Tensor, slots: torch.Tensor, scale: float,
+    loc: torch.Tensor, slots: torch.Tensor, seq: torch.Tensor, scale: float,
 ) -> torch.Tensor:
     """Store this token's K/V in the pool, then attend over the request's keys at `slots`
-    ([1, S] int32, its own last). Opaque to the compiler: Inductor's own code for a gather
+    ([1, S] int32, its own last; seq = [S], built once per forward). Opaque to the compiler: Inductor's own code for a gather
     over a dynamic key count ran 1.5-8x slower than the eager gather; the C decode row
     (kernels/cpu_native.py) reads the keys in place, 3-4x faster again than that gather."""
     k_cache.index_copy_(0, loc, k)
     v_cache.index_copy_(0, loc, v)
-    S = slots.shape[1]
-    own = cpu_native.decode_rows(q, k_cache, v_cache, slots, ZERO, torch.tensor([S]), 0, scale)
+    own = cpu_native.decode_rows(q, k_cache, v_cache, slots, ZERO, seq, 0, scale)
     if own is not None:
         return own[0].reshape(1, -1)
     rows = cpu_attention.head_rows(slots.long(), k_cache.shape[1])  # the torch path: no compiler for C
@@ -73,7 +72,7 @@ def _pool_attention_one(
 
 
 @_pool_attention_one.register_fake
-def _(q, k, v, k_cache, v_cache, loc, slots, scale):
+def _(q, k, v, k_cache, v_cache, loc, slots, seq, scale):
     return q.new_empty((1, q.shape[1] * q.shape[2]))
 
 
@@ -81,12 +80,12 @@ def _logits(x, residual, norm_w, lm_w, eps: float):
     return _gemv(lm_w, reference.rms_norm(x, norm_w, eps, residual)[0])
 
 
-def _layer(x, residual, weights, k_cache, v_cache, loc, slots, cos, signed_sin, consts):
+def _layer(x, residual, weights, k_cache, v_cache, loc, slots, seq, cos, signed_sin, consts):
     """One decoder layer for one token: -> (MLP output, residual), both [1, hidden]."""
     in_norm, qkv_w, qkv_b, o_w, post_norm, gate_up_w, down_w = weights
     eps, heads, kv_heads, scale = consts
     q, k, v, residual = _pre_attention(x, residual, in_norm, qkv_w, qkv_b, cos, signed_sin, eps, heads, kv_heads)
-    o = torch.ops.radixlm.pool_attention_one(q, k, v, k_cache, v_cache, loc, slots, scale)
+    o = torch.ops.radixlm.pool_attention_one(q, k, v, k_cache, v_cache, loc, slots, seq, scale)
     return _post_attention(o, residual, o_w, post_norm, gate_up_w, down_w, eps)
 
 
@@ -129,11 +128,13 @@ class CompiledDecode:
         m = self.model
         slots = slots.to(torch.int32).contiguous()[None]  # [1, S]: the C row's slot table
         torch._dynamo.mark_dynamic(slots, 1)
+        seq = torch.tensor([slots.shape[1]])  # the C row's key count, once for all layers
         x = m.embed_tokens(input_ids)
         cos, sin = m.layers[0].self_attn.rotary.lookup(positions, x.dtype)
         residual = torch.zeros_like(x)
         for i, w in enumerate(self.weights):
-            x, residual = self.layer(x, residual, w, k_buffers[i], v_buffers[i], loc, slots, cos, sin, self.consts)
+            x, residual = self.layer(x, residual, w, k_buffers[i], v_buffers[i], loc, slots, seq, cos, sin,
+                                     self.consts)
         self.calls += 1
         return self.logits(x, residual, m.norm.weight, m.lm_head_weight, self.consts[0])
 
