@@ -125,17 +125,22 @@ def attend_rows(q, k_cache, v_cache, rows, scale):
     return _own_decode(q, k_cache, v_cache, rows, None, scale, need_lse=False)[0]
 
 
+def _memoized(memo: dict | None, key: tuple, build):
+    """memo[key], built on first use (memo: the forward's scratch dict, or None: build)."""
+    if memo is None:
+        return build()
+    if key not in memo:
+        memo[key] = build()
+    return memo[key]
+
+
 def _shared_part_in_c(q, k_cache, v_cache, req_to_token, req_pool_indices, P, scale, memo):
     """Part 1 in C tiles (cpu_native.prefix_tiles: 8 queries' heads share each prefix key
     read, no gather): (o [T, H, D], lse [T, H]) float32, or (None, None) without the C path."""
     if not cpu_native.available() or q.is_cuda:
         return None, None
-    key = ("prefix_tiles", P)
-    tiles = memo.get(key) if memo is not None else None
-    if tiles is None:
-        tiles = cpu_native.prefix_tiles(q.shape[0], P, int(req_pool_indices[0]))
-        if memo is not None:
-            memo[key] = tiles
+    tiles = _memoized(memo, ("prefix_tiles", P),
+                      lambda: cpu_native.prefix_tiles(q.shape[0], P, int(req_pool_indices[0])))
     T, H, D = q.shape
     o = torch.empty(T, H, D, dtype=torch.float32)
     lse = torch.empty(T, H, dtype=torch.float32)
@@ -150,12 +155,7 @@ def _with_shared_prefix(q, k_cache, v_cache, req_to_token, req_pool_indices, P, 
     if P > 0:
         o1, lse1 = _shared_part_in_c(q, k_cache, v_cache, req_to_token, req_pool_indices, P, scale, memo)
         if o1 is None:
-            key = ("shared_slots", P)
-            shared_slots = memo.get(key) if memo is not None else None
-            if shared_slots is None:
-                shared_slots = req_to_token[req_pool_indices[0], :P].long()
-                if memo is not None:
-                    memo[key] = shared_slots
+            shared_slots = _memoized(memo, ("shared_slots", P), lambda: req_to_token[req_pool_indices[0], :P].long())
             o1, lse1 = _shared_part(q, k_cache, v_cache, shared_slots, scale)
         o = _merge(o1, lse1, o, lse)
     o = o.to(q.dtype)
