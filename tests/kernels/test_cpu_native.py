@@ -150,18 +150,11 @@ def test_bfloat16_pool_matches_float32_math_on_the_same_values(n):
 
 
 def expected_extend(q, k, v, r2t, row, prefix, n, q_row, start, scale):
-    """Tokens prefix..prefix+n-1 of one request (q rows q_row..) causally over keys [start, pos]."""
-    H = q.shape[1]
-    KV = k.shape[1]
-    o, lse = [], []
-    for t in range(n):
-        slots = r2t[row, start:prefix + t + 1].long()
-        keys = k[slots].repeat_interleave(H // KV, dim=1).transpose(0, 1)
-        vals = v[slots].repeat_interleave(H // KV, dim=1).transpose(0, 1)
-        s = (keys.float() @ q[q_row + t].float()[:, :, None])[:, :, 0] * scale
-        o.append((torch.softmax(s, -1)[:, None, :] @ vals.float())[:, 0])
-        lse.append(torch.logsumexp(s, -1))
-    return torch.stack(o), torch.stack(lse)
+    """Tokens prefix..prefix+n-1 of one request (q rows q_row..) causally over keys [start, pos]:
+    token t is a decode row with prefix + t + 1 keys (in float32)."""
+    rows = torch.full((n,), row)
+    seq = [prefix + t + 1 for t in range(n)]
+    return expected(q[q_row:q_row + n].float(), k.float(), v.float(), r2t, rows, seq, start, scale)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
