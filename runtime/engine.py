@@ -30,8 +30,6 @@ spawned processes, so a script that creates such an engine needs `if __name__ ==
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import queue
 import threading
@@ -44,6 +42,8 @@ from typing import Any
 from radixlm.runtime.bootstrap import build_runtime
 from radixlm.runtime.distributed.group import TensorParallelError
 from radixlm.runtime.errors import RequestError
+from radixlm.runtime.model.host_memory import keep_freed_memory, release_free_memory
+from radixlm.runtime.model.runner import pick_device
 from radixlm.runtime.output.detokenizer import RequestDetokenizer
 from radixlm.runtime.output.response import ResponseBuilder
 from radixlm.runtime.sampling.sampling_params import SamplingParams
@@ -124,6 +124,8 @@ class Engine:
         self._closed = False
         self._loop_done = False
         built: Future = Future()
+        if pick_device(self.args.device).type == "cpu":
+            keep_freed_memory()  # before the loop thread's first malloc picks its arena
         self._thread = threading.Thread(target=self._build_and_loop, args=(built,), name="radixlm-engine",
                                         daemon=True)
         self._thread.start()
@@ -359,16 +361,6 @@ class Engine:
                 _reject(self._inbox.get_nowait(), exc)
             except queue.Empty:
                 return
-
-
-def release_free_memory() -> None:
-    """Hand the memory this thread's tensors freed back to the OS. Why: glibc gives each
-    thread its own malloc arena and keeps what is freed there for reuse by that thread; the
-    loop thread ends, so its arena's ~1-2 GB (weights, prepacked copies, KV pool) would stay
-    resident for the life of the process, once per Engine (a test run creating dozens grew
-    to 14 GiB). No-op where libc has no malloc_trim."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _reject(cmd: _Command, exc: BaseException) -> None:

@@ -20,6 +20,7 @@ import torch
 from radixlm.runtime.distributed.batch_sync import send_batch
 from radixlm.runtime.model.config import ModelConfig
 from radixlm.runtime.model.forward_batch import ForwardBatch
+from radixlm.runtime.model.host_memory import keep_freed_memory
 from radixlm.runtime.model.loader import iter_safetensors
 from radixlm.runtime.model.models.llama import LlamaForCausalLM
 from radixlm.runtime.model.models.llama_compiled_decode import CompiledDecode
@@ -83,6 +84,8 @@ class ModelRunner:
         self.dtype = dtype
         self.tp = tp
         self.tp_ranks: list[dict] = []  # every rank's start-up facts (pid, weight bytes), tp > 1
+        if device.type == "cpu":
+            keep_freed_memory()  # each step's activations reuse the last step's pages
         start = time.perf_counter()
         with torch.device("meta"):
             model = MODEL_CLASSES[config.architecture](config, tp)
