@@ -2,10 +2,10 @@
 
 `radixlm.kernels` exposes one function per op and dispatches per call: the Triton kernel
 for CUDA tensors; for CPU tensors, attention goes through `cpu_attention.py` (the reference
-math, reorganised so KV shared by the whole batch is read once), the KV store and RMSNorm
-through `cpu_ops.py` (fused ATen ops), linear layers through `cpu_ops.linear` (oneDNN on
-weights prepacked at load, `prepack_weight`) and the rest through the plain-torch reference
-(`reference.py`, also the test oracle). Set the environment variable
+math, reorganised so KV shared by the whole batch is read once), the KV store, RMSNorm, RoPE
+and SwiGLU through `cpu_ops.py` (C kernels, fused ATen ops), linear layers through
+`cpu_ops.linear` (oneDNN on weights prepacked at load, `prepack_weight`) and the rest
+through the plain-torch reference (`reference.py`, also the test oracle). Set the environment variable
 RADIXLM_KERNELS=reference (or call `set_backend("reference")`) to force the reference path;
 "triton" forces the Triton path (on CPU only under TRITON_INTERPRET=1).
 
@@ -89,7 +89,17 @@ def silu_and_mul(x):
         from radixlm.kernels import triton_ops
 
         return triton_ops.silu_and_mul(x)
-    return reference.silu_and_mul(x)
+    if _BACKEND == "reference" or x.is_cuda:
+        return reference.silu_and_mul(x)
+    return cpu_ops.silu_and_mul(x)
+
+
+def rotary(x, cos, signed_sin):
+    """x [tokens, heads, dim] rotated by the positions whose (cos, signed sin) these are
+    (RotaryEmbedding.lookup); a new tensor."""
+    if _BACKEND == "reference" or x.is_cuda:
+        return reference.rotary(x, cos, signed_sin)
+    return cpu_ops.rotary(x, cos, signed_sin)
 
 
 def linear(x, weight, bias=None, packed=None):

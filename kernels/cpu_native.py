@@ -22,36 +22,25 @@ query vectors at a time in registers, and a token's causal edge is a count, not 
 2.7x the torch path at 165-512 tokens. The same tiles serve the batch's shared prefix (every
 decode query against the common prefix keys, `prefix_tiles`) (docs/benchmarks.md).
 
-Built with the system C compiler (`cc`, the one TorchInductor already needs) into
-`$XDG_CACHE_HOME/radixlm/native` (default ~/.cache), keyed by the source, flags and CPU;
-OpenMP threads match `torch.get_num_threads()`. Without a compiler, or with
-RADIXLM_NATIVE=0, `decode_rows()` returns None (`extend_into` False) and callers keep the
-torch path.
+Built on first use (native_build.py); OpenMP threads match `torch.get_num_threads()`.
+Without a compiler, or with RADIXLM_NATIVE=0, `decode_rows()` returns None (`extend_into`
+False) and callers keep the torch path.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import logging
-import os
-import platform
-import subprocess
-import tempfile
-from pathlib import Path
 
 import torch
 
-logger = logging.getLogger(__name__)
+from radixlm.kernels import native_build
+from radixlm.kernels.native_build import C_PRELUDE, NativeLibrary
 
-C_SOURCE = r"""
-#include <math.h>
-#include <stdint.h>
+C_SOURCE = C_PRELUDE + r"""
 #include <string.h>
 
 #define BLOCK 64    /* keys scored per block: the block's scores, [heads][BLOCK], stay in L1 */
 #define AHEAD 8     /* key rows prefetched ahead of the one being scored */
-#define INLINE static inline __attribute__((always_inline))
 
 /* Element i of a K/V row: float32, or bfloat16 (the upper half of a float32). */
 INLINE float kv_at(const void *row, int64_t i, int bf16) {
@@ -66,24 +55,6 @@ INLINE const char *row_at(const void *base, const int32_t *slots, int64_t s, int
 
 INLINE void prefetch_row(const char *p, int64_t bytes) {
     for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(p + i);  /* one cache line each */
-}
-
-/* e^x for x <= 0 (Cephes' expf: range reduction by ln 2, degree-6 polynomial; relative error
-   ~1e-7, below x = -87 it returns e^-87). Written without calls so the loops over a block's
-   scores vectorise; libm's expf is a scalar call per key and head. */
-INLINE float exp_nonpositive(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    const float n = floorf(x * 1.44269504088896341f + 0.5f);
-    const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } two_n = { .i = ((int32_t)n + 127) << 23 };
-    return p * two_n.f;
 }
 
 /* One block of n scores p of one query vector into its running softmax (max m, sum l, the
@@ -298,64 +269,7 @@ void decode_rows_f32(DECODE_ROWS_ARGS) { decode_rows(DECODE_ROWS_CALL, 0); }
 void decode_rows_bf16(DECODE_ROWS_ARGS) { decode_rows(DECODE_ROWS_CALL, 1); }
 """
 
-# Reassociation lets the compiler vectorise the dot products and V sums; no -ffast-math,
-# which would also assume no infinities (the running max starts at -inf).
-CFLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-fopenmp", "-fno-math-errno",
-          "-fno-trapping-math", "-fassociative-math", "-fno-signed-zeros"]
-
-_loaded: ctypes.CDLL | None = None
-_failed = False
-_enabled = os.environ.get("RADIXLM_NATIVE", "1") != "0"
-
-
-def set_enabled(flag: bool) -> None:
-    """Use the C kernel where it applies (default), or always the torch path (tests of it)."""
-    global _enabled
-    _enabled = flag
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "radixlm" / "native"
-
-
-def _cpu_id() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return platform.processor()
-
-
-def _build() -> Path:
-    key = hashlib.sha256("\0".join([C_SOURCE, *CFLAGS, platform.machine(), _cpu_id()]).encode()).hexdigest()[:16]
-    out = _cache_dir() / f"attention-{key}.so"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:  # same filesystem: os.replace works
-        src = Path(tmp) / "attention.c"
-        src.write_text(C_SOURCE)
-        so = Path(tmp) / "attention.so"
-        subprocess.run([os.environ.get("CC", "cc"), *CFLAGS, str(src), "-o", str(so), "-lm"],
-                       check=True, capture_output=True, text=True, timeout=120)
-        os.replace(so, out)  # atomic: a concurrent builder sees a whole library or none
-    return out
-
-
-def _library() -> ctypes.CDLL | None:
-    global _loaded, _failed
-    if not _enabled:
-        return None
-    if _loaded is not None or _failed:
-        return _loaded
-    try:
-        lib = ctypes.CDLL(str(_build()))
-    except (OSError, subprocess.SubprocessError) as exc:
-        detail = getattr(exc, "stderr", "") or str(exc)
-        logger.warning("native CPU attention not built, using the torch path: %s", detail.strip()[:300])
-        _failed = True
-        return None
+def _declare(lib: ctypes.CDLL) -> None:
     for fn in (lib.decode_rows_f32, lib.decode_rows_bf16):
         fn.restype = None
         fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p] + \
@@ -364,12 +278,14 @@ def _library() -> ctypes.CDLL | None:
         fn.restype = None
         fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64, ctypes.c_void_p] + [ctypes.c_int64] * 5 + \
             [ctypes.c_float, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
-    _loaded = lib
-    return _loaded
+
+
+_LIBRARY = NativeLibrary("attention", C_SOURCE, _declare)
+set_enabled = native_build.set_enabled  # the switch is shared by every C kernel library
 
 
 def available() -> bool:
-    return _library() is not None
+    return _LIBRARY.get() is not None
 
 
 KV_DTYPES = (torch.float32, torch.bfloat16)
@@ -379,7 +295,7 @@ def _serving(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
              req_to_token: torch.Tensor) -> ctypes.CDLL | None:
     """The library, where the C kernels serve these tensors: a float32 or bfloat16 K/V pool
     (both alike), contiguous, on the CPU; None otherwise (or without a compiler)."""
-    lib = _library()
+    lib = _LIBRARY.get()
     if lib is None or k_cache.dtype not in KV_DTYPES or v_cache.dtype != k_cache.dtype:
         return None
     if any(t.is_cuda for t in (q, k_cache, v_cache)):

@@ -3,17 +3,18 @@
 At batch 1 a decode step on the CPU runs ~30 small ops per layer besides the matmuls, and
 each op costs several microseconds of dispatch whatever its size, so the reference's
 op-by-op RMSNorm (add, pow, mean, add, rsqrt, mul, mul) and scatter by advanced indexing are
-a measurable share of the step. Here: ATen's fused `rms_norm` (float32 only: it computes in
-the input dtype, the reference in float32), `index_copy_` for the KV store, and a linear
-layer that multiplies by oneDNN-prepacked weights (or, without them, picks the faster MKL
-GEMM shape for small batches).
+a measurable share of the step. Here: the elementwise ops in C where they apply
+(cpu_elementwise.py: RoPE, SwiGLU, add + RMSNorm, float32), else ATen's fused `rms_norm`
+(float32 only: it computes in the input dtype, the reference in float32) and the reference;
+`index_copy_` for the KV store; and a linear layer that multiplies by oneDNN-prepacked
+weights (or, without them, picks the faster MKL GEMM shape for small batches).
 """
 
 from __future__ import annotations
 
 import torch
 
-from radixlm.kernels import reference
+from radixlm.kernels import cpu_elementwise, reference
 
 
 def store_kv(k_cache, v_cache, out_cache_loc, k, v) -> None:
@@ -22,12 +23,24 @@ def store_kv(k_cache, v_cache, out_cache_loc, k, v) -> None:
 
 
 def rms_norm(x, weight, eps, residual=None):
+    if (out := cpu_elementwise.rms_norm(x, weight, eps, residual)) is not None:
+        return out
     if x.dtype != torch.float32 or weight.dtype != torch.float32:
         return reference.rms_norm(x, weight, eps, residual)
     if residual is not None:
         x = torch.add(x, residual)
     normed = torch.rms_norm(x, (x.shape[-1],), weight, eps)
     return normed if residual is None else (normed, x)
+
+
+def silu_and_mul(x):
+    out = cpu_elementwise.silu_and_mul(x)
+    return reference.silu_and_mul(x) if out is None else out
+
+
+def rotary(x, cos, signed_sin):
+    out = cpu_elementwise.rotary(x, cos, signed_sin)
+    return reference.rotary(x, cos, signed_sin) if out is None else out
 
 
 # Measured on the 2-core CPU (fp32, SmolLM2's 30 layers of shapes plus the 49152-wide

@@ -167,6 +167,18 @@ def rms_norm(
     return normed if residual is None else (normed, residual)
 
 
+def rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """x: [tokens, heads, dim] (q and k heads together) rotated by their positions; cos and
+    signed_sin [tokens, 1, dim] (RotaryEmbedding.lookup: the sin table's first half negated).
+
+    Hugging Face computes x * cos + rotate_half(x) * sin with rotate_half(x) = [-x2, x1];
+    here [x2, x1] * [-sin1, sin2]: the same products (negation is exact), in 4 ops for
+    q and k together instead of ~12."""
+    t, h, d = x.shape
+    swapped = x.view(t, h, 2, d // 2).flip(2).view(t, h, d)
+    return x * cos + swapped * signed_sin
+
+
 def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     """SwiGLU activation: x = [gate | up] on the last dim -> silu(gate) * up."""
     gate, up = x.chunk(2, dim=-1)

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from radixlm.kernels import reference
+
 
 def _llama3_inv_freq(inv_freq: torch.Tensor, scaling: dict) -> torch.Tensor:
     factor = scaling["factor"]
@@ -61,12 +63,6 @@ class RotaryEmbedding(nn.Module):
 
     @staticmethod
     def apply(cos_sin: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """x: [tokens, heads, dim] (q and k heads together) rotated by their positions.
-
-        Hugging Face computes x * cos + rotate_half(x) * sin with rotate_half(x) = [-x2, x1];
-        here [x2, x1] * [-sin1, sin2]: the same products (negation is exact), in 4 ops for
-        q and k together instead of ~12."""
-        cos, signed_sin = cos_sin
-        t, h, d = x.shape
-        swapped = x.view(t, h, 2, d // 2).flip(2).view(t, h, d)
-        return x * cos + swapped * signed_sin
+        """x: [tokens, heads, dim] rotated by their positions, as plain torch ops (what the
+        compiled one-token forward traces); the layers call `kernels.rotary`."""
+        return reference.rotary(x, *cos_sin)

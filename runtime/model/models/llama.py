@@ -45,7 +45,7 @@ class LlamaAttention(nn.Module):
         qkv = self.qkv_proj(x)  # [tokens, q_size + 2 * kv_size]
         qk_size = self.q_size + self.kv_size
         qk = qkv[:, :qk_size].view(-1, self.num_heads + self.num_kv_heads, self.head_dim)
-        q, k = RotaryEmbedding.apply(cos_sin, qk).split([self.num_heads, self.num_kv_heads], dim=1)
+        q, k = kernels.rotary(qk, *cos_sin).split([self.num_heads, self.num_kv_heads], dim=1)
         v = qkv[:, qk_size:].view(-1, self.num_kv_heads, self.head_dim)
         return self.o_proj(self.attn(q, k, v, fb))
 
