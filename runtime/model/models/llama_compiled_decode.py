@@ -53,7 +53,6 @@ def _post_attention(attn, residual, o_w, norm_w, gate_up_w, down_w, eps: float):
 ZERO = torch.zeros(1, dtype=torch.int64)  # the one request's row in its [1, S] slot table
 
 
-@torch.library.custom_op("radixlm::pool_attention_one", mutates_args=("k_cache", "v_cache"))
 def _pool_attention_one(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     loc: torch.Tensor, slots: torch.Tensor, seq: torch.Tensor, scale: float,
@@ -71,7 +70,16 @@ def _pool_attention_one(
     return cpu_attention.attend_rows(q, k_cache, v_cache, rows, scale).reshape(1, -1)
 
 
-@_pool_attention_one.register_fake
+# Registered through the low-level library API, not `torch.library.custom_op`: that one wraps
+# every call in Python (argument defaults, an aliasing check, version bumps of the mutated
+# pool), ~45 us a call, 30 calls a token: 1.4 ms of a 23 ms step.
+_OPS = torch.library.Library("radixlm", "FRAGMENT")
+_OPS.define("pool_attention_one(Tensor q, Tensor k, Tensor v, Tensor(a!) k_cache, Tensor(b!) v_cache, "
+            "Tensor loc, Tensor slots, Tensor seq, float scale) -> Tensor")
+_OPS.impl("pool_attention_one", _pool_attention_one, "CPU")
+
+
+@torch.library.register_fake("radixlm::pool_attention_one", lib=_OPS)
 def _(q, k, v, k_cache, v_cache, loc, slots, seq, scale):
     return q.new_empty((1, q.shape[1] * q.shape[2]))
 
