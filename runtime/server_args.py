@@ -54,6 +54,9 @@ class ServerArgs:
     disable_budget_completion: bool = False  # constrained outputs may then be cut at max_new_tokens
     max_body_size: int = 16 * 1024 * 1024  # HTTP request body limit in bytes (413 above it)
     scheduler_threads: int | None = None  # torch threads of the server's scheduler process
+    # ... for a step in which no request streams output (only prompts computed: the HTTP and
+    # detokenizer processes are idle then). Default: every core the process may use.
+    prefill_threads: int | None = None
     dp: int = 1  # > 1: that many replicas behind sglang-router (runtime/server/dp_launch.py)
     tp: int = 1  # > 1: one model split over that many ranks (tensor parallelism, runtime/distributed/)
     replica_name: str | None = None  # names this server in responses and /metrics (set by --dp)
@@ -64,8 +67,9 @@ class ServerArgs:
         for name in ("max_running_requests", "chunked_prefill_size", "max_queued_requests", "max_body_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
-        if self.scheduler_threads is not None and self.scheduler_threads < 1:
-            raise ValueError(f"scheduler_threads must be >= 1 (got {self.scheduler_threads})")
+        for name in ("scheduler_threads", "prefill_threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (got {getattr(self, name)})")
         if self.max_total_tokens is not None and self.max_total_tokens < 16:
             raise ValueError(f"max_total_tokens must be >= 16 (got {self.max_total_tokens})")
         for name in ("grammar_compile_timeout", "grammar_queue_timeout", "grammar_workers", "grammar_memory_limit"):

@@ -155,6 +155,12 @@ class Scheduler:
     def is_idle(self) -> bool:
         return not self.running and not self.waiting and not self.grammars.pending
 
+    @property
+    def is_streaming(self) -> bool:
+        """Some running request has output already: the next step decodes for it, and its
+        tokens go out through the detokenizer and HTTP processes as that step ends."""
+        return any(req.output_ids for req in self.running)
+
     # ---- one iteration ------------------------------------------------------------------
     def step(self) -> list[ReqTokenOutput]:
         self._take_compiled_grammars()

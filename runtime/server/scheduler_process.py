@@ -66,9 +66,10 @@ def run_scheduler_process(args: ServerArgs, endpoints: ipc.IpcEndpoints, parent_
     setup_child(args.log_level)
     ctx = zmq.Context()
     to_main = ipc.push_socket(ctx, endpoints.tokenizer)
+    threads = None
     try:
         if args.tp == 1:  # else each rank takes its share of the cores (distributed/worker.py)
-            set_torch_threads(args.scheduler_threads)
+            threads = ThreadSplit.for_process(args.scheduler_threads, args.prefill_threads)
         from radixlm.runtime.bootstrap import build_runtime
 
         rt = build_runtime(args, tp_store=store_path(endpoints.folder))
@@ -77,21 +78,45 @@ def run_scheduler_process(args: ServerArgs, endpoints: ipc.IpcEndpoints, parent_
         ipc.send(to_main, ProcessFailed("scheduler", f"{type(exc).__name__}: {exc}"))
         to_main.close(linger=2000)  # deliver the reason before exiting
         exit_now(1)
-    loop = SchedulerLoop(rt.scheduler, ctx, endpoints, to_main, parent_pid)
+    loop = SchedulerLoop(rt.scheduler, ctx, endpoints, to_main, parent_pid, threads)
     ipc.send(to_main, ProcessReady("scheduler", _ready_info(rt)))
     loop.run_forever()
 
 
-def set_torch_threads(requested: int | None) -> None:
-    """Default: physical cores - 1 (torch's default count is the physical cores), leaving a
-    core to the HTTP and detokenizer processes. Measured on a shared 2-core CPU: one thread
-    decodes a 32-request batch in 0.44 s/step, two threads in 2.0 s/step, because the OpenMP
-    team stalls whenever another process holds the second core."""
-    import torch
+class ThreadSplit:
+    """The scheduler's torch threads, per step. Default: physical cores - 1 while requests
+    stream, leaving a core to the HTTP and detokenizer processes. Measured on a shared 2-core
+    CPU: one thread decodes a 32-request batch in 0.44 s/step, two threads in 2.0 s/step,
+    because the OpenMP team stalls whenever another process holds the second core. A step in
+    which no request streams output (prompts only: the first request after a quiet spell, a
+    burst of arrivals) leaves those processes nothing to do, so it runs on every core
+    (`prefill`, default all of them): time to first token at concurrency 1 ~236 -> ~150 ms
+    on 2 cores (docs/benchmarks.md, "Prefill on every core")."""
 
-    n = requested or max(1, torch.get_num_threads() - 1)
-    torch.set_num_threads(n)
-    logger.info("scheduler uses %d torch thread(s)", n)
+    def __init__(self, streaming: int, prefill: int) -> None:
+        self.streaming, self.prefill = streaming, prefill
+        self.current = 0
+
+    @classmethod
+    def for_process(cls, scheduler_threads: int | None, prefill_threads: int | None) -> ThreadSplit:
+        import torch
+
+        cores = torch.get_num_threads()  # torch's default: the physical cores this process may use
+        split = cls(scheduler_threads or max(1, cores - 1), prefill_threads or cores)
+        split.use(split.streaming)
+        logger.info("scheduler uses %d torch thread(s), %d for steps no request streams from",
+                    split.streaming, split.prefill)
+        return split
+
+    def before_step(self, streaming: bool) -> None:
+        self.use(self.streaming if streaming else self.prefill)
+
+    def use(self, n: int) -> None:
+        if n != self.current:
+            import torch
+
+            torch.set_num_threads(n)
+            self.current = n
 
 
 def _ready_info(rt) -> dict:
@@ -107,7 +132,7 @@ def _ready_info(rt) -> dict:
         "kv_pool_size": sched.kv_pool.size,
         "max_running_requests": sched.cfg.max_running_requests,
         "device": str(sched.device),
-        "scheduler_threads": torch.get_num_threads(),
+        "scheduler_threads": torch.get_num_threads(),  # while streaming (ThreadSplit)
         "pid": os.getpid(),
         "tp_size": len(sched.runner.tp_ranks) or 1,
         "tp_ranks": sched.runner.tp_ranks,  # pid, device, param_bytes of every rank (tp > 1)
@@ -116,8 +141,9 @@ def _ready_info(rt) -> dict:
 
 class SchedulerLoop:
     def __init__(self, scheduler: Scheduler, ctx: zmq.Context, endpoints: ipc.IpcEndpoints,
-                 to_main: zmq.Socket, parent_pid: int) -> None:
+                 to_main: zmq.Socket, parent_pid: int, threads: ThreadSplit | None = None) -> None:
         self.scheduler = scheduler
+        self.threads = threads  # None under tensor parallelism: each rank keeps its own count
         self.inbox = ipc.pull_socket(ctx, endpoints.scheduler)
         self.to_detokenizer = ipc.push_socket(ctx, endpoints.detokenizer)
         self.to_main = to_main
@@ -170,6 +196,8 @@ class SchedulerLoop:
             self.rejected.append(rejection)
 
     def _step(self) -> list[ReqTokenOutput]:
+        if self.threads is not None:
+            self.threads.before_step(self.scheduler.is_streaming)
         try:
             return self.scheduler.step()
         except TensorParallelError as exc:
