@@ -88,10 +88,11 @@ class ThreadSplit:
     stream, leaving a core to the HTTP and detokenizer processes. Measured on a shared 2-core
     CPU: one thread decodes a 32-request batch in 0.44 s/step, two threads in 2.0 s/step,
     because the OpenMP team stalls whenever another process holds the second core. A step in
-    which no request streams output (prompts only: the first request after a quiet spell, a
-    burst of arrivals) leaves those processes nothing to do, so it runs on every core
-    (`prefill`, default all of them): time to first token at concurrency 1 ~236 -> ~150 ms
-    on 2 cores (docs/benchmarks.md, "Prefill on every core")."""
+    which no request streams output and no grammar compiles (prompts only: the first request
+    after a quiet spell, a burst of arrivals) leaves the other processes nothing to do, so
+    it runs on every core (`prefill`, default all of them): time to first token at
+    concurrency 1 232-238 -> 168-216 ms on 2 cores (docs/benchmarks.md, "Prefill on every
+    core when nothing streams")."""
 
     def __init__(self, streaming: int, prefill: int) -> None:
         self.streaming, self.prefill = streaming, prefill
@@ -108,8 +109,9 @@ class ThreadSplit:
                     split.streaming, split.prefill)
         return split
 
-    def before_step(self, streaming: bool) -> None:
-        self.use(self.streaming if streaming else self.prefill)
+    def before_step(self, others_busy: bool) -> None:
+        """`others_busy`: tokens will stream out, or grammar workers compile, during the step."""
+        self.use(self.streaming if others_busy else self.prefill)
 
     def use(self, n: int) -> None:
         if n != self.current:
@@ -197,7 +199,7 @@ class SchedulerLoop:
 
     def _step(self) -> list[ReqTokenOutput]:
         if self.threads is not None:
-            self.threads.before_step(self.scheduler.is_streaming)
+            self.threads.before_step(self.scheduler.is_streaming or bool(self.scheduler.grammars.pending))
         try:
             return self.scheduler.step()
         except TensorParallelError as exc:

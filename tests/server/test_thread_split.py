@@ -23,9 +23,9 @@ def test_defaults_leave_a_core_while_streaming_and_use_all_for_prompts(restore_t
     split = ThreadSplit.for_process(None, None)
     assert (split.streaming, split.prefill) == (max(1, cores - 1), cores)
     assert torch.get_num_threads() == split.streaming  # start-up (compiling, path timing) as before
-    split.before_step(streaming=False)
+    split.before_step(others_busy=False)
     assert torch.get_num_threads() == cores
-    split.before_step(streaming=True)
+    split.before_step(others_busy=True)
     assert torch.get_num_threads() == split.streaming
 
 
