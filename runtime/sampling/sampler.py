@@ -111,10 +111,14 @@ class Sampler:
     def _processed(self, logits: torch.Tensor, finite: torch.Tensor, reqs: list[Req],
                    token_bitmask: torch.Tensor | None) -> torch.Tensor:
         """Logits after NaN rows are zeroed, biases, penalties and the grammar mask. Rows that
-        end on reject (`_end_on_reject`) are recorded in `self._ending`."""
+        end on reject (`_end_on_reject`) are recorded in `self._ending`. The caller's tensor
+        itself where none of that applies (plain decoding): the copy costs ~0.5 ms a step at
+        32 rows of a 49k vocabulary."""
+        self._ending: list[int] = []
+        if token_bitmask is None and not any(_changes_logits(r) for r in reqs) and bool(finite.all()):
+            return logits
         logits = torch.where(finite[:, None], logits, 0.0)  # also the copy the biases modify
         logits = self._apply_biases(logits, reqs)
-        self._ending: list[int] = []
         if token_bitmask is not None:
             self._ending = self._end_on_reject(logits, reqs, token_bitmask)
             apply_token_bitmask_(logits, token_bitmask.to(logits.device, non_blocking=True))
@@ -222,3 +226,9 @@ def _bit(token_id: int) -> int:
     """Bit (token_id % 32) of an int32 word, as the signed value torch stores."""
     b = 1 << (token_id & 31)
     return b - (1 << 32) if b >= 1 << 31 else b
+
+
+def _changes_logits(r: Req) -> bool:
+    """Whether `_apply_biases` would change this request's row."""
+    p = r.sampling_params
+    return bool(p.logit_bias) or p.has_penalties or len(r.output_ids) < p.min_new_tokens

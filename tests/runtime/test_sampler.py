@@ -114,3 +114,15 @@ def test_verify_greedy_accepts_only_the_masked_argmax():
     mask[1, 0] &= ~(1 << 5)  # row 1 may not pick 5: its argmax under the mask is 9
     out = sampler.verify(logits, [req(temperature=0), req(temperature=0)], [5, 5], token_bitmask=mask)
     assert out.next_ids == [5, 9] and out.accepted == [True, False] and out.bad_rows == []
+
+
+def test_the_callers_logits_are_never_changed():
+    """Plain rows sample from the caller's tensor as it is (no copy); rows with a bias, a
+    penalty or a min-token mask change a copy, never the model's output."""
+    sampler = Sampler(4, (3,))
+    logits = torch.tensor([[0.1, 2.0, 0.3, 0.4], [0.1, 2.0, 0.3, 5.0]])
+    before = logits.clone()
+    assert sampler.sample(logits, [req(temperature=0), req(temperature=0)]).next_ids == [1, 3]
+    biased = [req(temperature=0, logit_bias={"0": 10.0}), req(temperature=0, min_new_tokens=1)]
+    assert sampler.sample(logits, biased).next_ids == [0, 1]  # row 2: eos (3) masked
+    assert torch.equal(logits, before)
