@@ -54,8 +54,8 @@ class ServerArgs:
     disable_budget_completion: bool = False  # constrained outputs may then be cut at max_new_tokens
     max_body_size: int = 16 * 1024 * 1024  # HTTP request body limit in bytes (413 above it)
     scheduler_threads: int | None = None  # torch threads of the server's scheduler process
-    # ... for a step in which no request streams output (only prompts computed: the HTTP and
-    # detokenizer processes are idle then). Default: every core the process may use.
+    # ... for a step in which no request streams output and no grammar compiles (only prompts
+    # computed: the other processes are idle then). Default: every core the process may use.
     prefill_threads: int | None = None
     dp: int = 1  # > 1: that many replicas behind sglang-router (runtime/server/dp_launch.py)
     tp: int = 1  # > 1: one model split over that many ranks (tensor parallelism, runtime/distributed/)

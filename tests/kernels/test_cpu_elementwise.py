@@ -77,8 +77,7 @@ def test_declines_what_it_does_not_serve():
     assert cpu_elementwise.silu_and_mul(x.bfloat16()) is None
     assert cpu_elementwise.silu_and_mul(x.t()) is None  # not contiguous
     assert cpu_elementwise.rms_norm(x, torch.ones(64).double(), 1e-5) is None
-    assert cpu_elementwise.rms_norm(x, torch.ones(64), 1e-5, torch.randn(4, 64)[:, :32].repeat(1, 2)) is not None
-    assert cpu_elementwise.rms_norm(x, torch.ones(64), 1e-5, torch.randn(64, 4).t()) is None
+    assert cpu_elementwise.rms_norm(x, torch.ones(64), 1e-5, torch.randn(64, 4).t()) is None  # residual not contiguous
     cos, sin = cos_sin(4, 16)
     heads = x.view(4, 4, 16)
     assert cpu_elementwise.rotary(heads.transpose(0, 1), cos, sin) is None  # heads not laid out in rows
