@@ -153,6 +153,8 @@ class Sampler:
 
     def _apply_biases(self, logits: torch.Tensor, reqs: list[Req]) -> torch.Tensor:
         for i, r in enumerate(reqs):
+            if not _changes_logits(r):  # one definition for this and `_processed`'s no-copy case
+                continue
             p = r.sampling_params
             for tok, bias in p.logit_bias.items():
                 logits[i, int(tok)] += bias

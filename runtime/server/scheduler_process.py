@@ -29,6 +29,7 @@ import os
 import time
 import traceback
 
+import torch
 import zmq
 
 from radixlm.runtime.distributed.group import FAILURE_GRACE_S, TensorParallelError
@@ -100,8 +101,6 @@ class ThreadSplit:
 
     @classmethod
     def for_process(cls, scheduler_threads: int | None, prefill_threads: int | None) -> ThreadSplit:
-        import torch
-
         cores = torch.get_num_threads()  # torch's default: the physical cores this process may use
         split = cls(scheduler_threads or max(1, cores - 1), prefill_threads or cores)
         split.use(split.streaming)
@@ -115,15 +114,11 @@ class ThreadSplit:
 
     def use(self, n: int) -> None:
         if n != self.current:
-            import torch
-
             torch.set_num_threads(n)
             self.current = n
 
 
 def _ready_info(rt) -> dict:
-    import torch
-
     sched = rt.scheduler
     return {
         "model_folder": str(rt.folder),

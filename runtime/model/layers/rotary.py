@@ -7,8 +7,6 @@ import math
 import torch
 from torch import nn
 
-from radixlm.kernels import reference
-
 
 def _llama3_inv_freq(inv_freq: torch.Tensor, scaling: dict) -> torch.Tensor:
     factor = scaling["factor"]
@@ -55,14 +53,8 @@ class RotaryEmbedding(nn.Module):
 
     def lookup(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """(cos, signed sin) [tokens, 1, dim] for these positions, once per forward (not per
-        layer). The sin table's first half is negated so `apply` needs no negation op."""
+        layer). The sin table's first half is negated so `kernels.rotary` needs no negation op."""
         cos, sin = self.cos[positions][:, None, :], self.sin[positions][:, None, :]
         half = sin.shape[-1] // 2
         signed_sin = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
         return cos.to(dtype), signed_sin.to(dtype)
-
-    @staticmethod
-    def apply(cos_sin: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """x: [tokens, heads, dim] rotated by their positions, as plain torch ops (what the
-        compiled one-token forward traces); the layers call `kernels.rotary`."""
-        return reference.rotary(x, *cos_sin)

@@ -23,7 +23,6 @@ import time
 import torch
 
 from radixlm.kernels import cpu_attention, cpu_native, reference
-from radixlm.runtime.model.layers.rotary import RotaryEmbedding
 
 
 def _gemv(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -38,7 +37,7 @@ def _pre_attention(x, residual, norm_w, qkv_w, qkv_b, cos, signed_sin, eps: floa
     if qkv_b is not None:
         qkv = qkv + qkv_b
     d = cos.shape[-1]
-    qk = RotaryEmbedding.apply((cos, signed_sin), qkv[:, : (heads + kv_heads) * d].view(1, heads + kv_heads, d))
+    qk = reference.rotary(qkv[:, : (heads + kv_heads) * d].view(1, heads + kv_heads, d), cos, signed_sin)
     q, k = qk.split([heads, kv_heads], dim=1)
     v = qkv[:, (heads + kv_heads) * d :].view(1, kv_heads, d)
     return q.contiguous(), k.contiguous(), v.contiguous(), h
