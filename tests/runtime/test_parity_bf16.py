@@ -11,6 +11,10 @@ bundled model (16 prompts, docs/benchmarks.md "bfloat16 on the CPU"):
 - greedy: the first token equals HF bf16's for every prompt, and the first
   AGREE_TOKENS tokens for at least AGREE_PROMPTS of 16 (measured: 13 of 16, batched
   and one at a time; later tokens split at near-ties, as HF bf16 and HF float32 do).
+  Where HF float32's two best first logits are closer than 2^-7 of their size (0.22 at 28:
+  one to two bf16 rounding steps), either token is a bf16 answer: on the AMX Xeon one prompt's
+  two best logits are 28.557 / 28.527 in float32 and 28.625 / 28.5 in HF bf16, and ours
+  tie exactly or split by one step, depending on the rows oneDNN's kernel ran with.
 """
 
 from __future__ import annotations
@@ -64,6 +68,18 @@ def test_bf16_prefill_logits_within_tolerance_of_float32(model_folder, prompt_id
     assert max(diffs) < LOGIT_ATOL, f"max |logit diff| per prompt: {[f'{d:.2f}' for d in diffs]}"
 
 
+@pytest.fixture(scope="module")
+def hf_f32_first_logits(model_folder, prompt_ids) -> list[torch.Tensor]:
+    return hf_logits(model_folder, torch.float32, prompt_ids)
+
+
+def first_token_ok(ours: int, hf_bf16: int, f32_logits: torch.Tensor) -> bool:
+    """HF bf16's first token, or, at a float32 near-tie within bf16 rounding, either of the two."""
+    top = f32_logits.topk(2)
+    near_tie = (top.values[0] - top.values[1]).item() < top.values[0].abs().item() * 2.0**-7
+    return ours == hf_bf16 or (near_tie and ours in top.indices.tolist())
+
+
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     while n < min(len(a), len(b)) and a[n] == b[n]:
@@ -72,7 +88,7 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "one-at-a-time"])
-def test_bf16_greedy_agrees_with_hf_bf16(prompts, hf_bf16_greedy, batched):
+def test_bf16_greedy_agrees_with_hf_bf16(prompts, hf_bf16_greedy, hf_f32_first_logits, batched):
     params = {"max_new_tokens": MAX_NEW, "temperature": 0}
     with Engine(dtype="bfloat16", max_total_tokens=20000) as engine:
         paths = engine.scheduler.runner.paths
@@ -83,5 +99,6 @@ def test_bf16_greedy_agrees_with_hf_bf16(prompts, hf_bf16_greedy, batched):
     if torch.backends.mkldnn.is_available():
         assert paths is not None and paths.weights == "prepacked", paths  # the bf16 dot products
     agree = [common_prefix(a, b) for a, b in zip(ours, hf_bf16_greedy)]
-    assert min(agree) >= 1, f"tokens in common with HF bf16 per prompt: {agree}"
+    first_ok = [first_token_ok(a[0], b[0], f) for a, b, f in zip(ours, hf_bf16_greedy, hf_f32_first_logits)]
+    assert all(first_ok), f"first tokens vs HF bf16 per prompt: {list(zip(first_ok, agree))}"
     assert sum(n >= AGREE_TOKENS for n in agree) >= AGREE_PROMPTS, f"tokens in common per prompt: {agree}"
