@@ -107,6 +107,25 @@ def test_bfloat16_extend_matches_float32(shared):
     assert (ref - want).abs().max() < 0.1  # the inputs' rounding alone
 
 
+@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("group", [1, 3, 8])
+@pytest.mark.parametrize("shared", [0, 70])
+def test_model_sized_extends_match_reference(head_dim, group, shared, decode_rows_path):
+    """Prefill chunks at the head sizes real models use (the C tiles' AVX-512 bodies take
+    head sizes that are multiples of 16 / 64), chunks longer and shorter than a key block."""
+    prefix = [70, 75, 70, 140]
+    ext = [150, 1, 33, 64]
+    seq_lens = [p + e for p, e in zip(prefix, ext)]
+    k, v, r2t = make_pool(seq_lens, shared, 2, head_dim, seed=head_dim + group + shared)
+    q = torch.randn(sum(ext), 2 * group, head_dim)
+    args = (q, k, v, r2t, torch.arange(4), torch.tensor(prefix), torch.tensor(ext), torch.tensor([0, 150, 151, 184]),
+            head_dim**-0.5)
+    ref = reference.extend_attention(*args)
+    out = torch.full_like(q, float("nan"))
+    cpu_attention.extend_attention(*args, out=out, shared_prefix_len=shared)
+    torch.testing.assert_close(out, ref, atol=2e-5, rtol=1e-4)
+
+
 def test_ragged_extend_groups_match_reference():
     prefix = [36, 36, 40, 36, 50, 36]
     ext = [3, 20, 1, 9, 2, 40]  # groups of different lengths plus a decode row
