@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from radixlm.kernels import cpu_attention, cpu_ops, reference
+from radixlm.kernels import cpu_attention, cpu_gemm, cpu_ops, reference
 
 _BACKEND = os.environ.get("RADIXLM_KERNELS", "auto")
 
@@ -114,3 +114,10 @@ def prepack_weight(weight):
     """A copy of a CPU float32 linear weight in oneDNN's blocked layout, or None where that
     does not apply (CUDA, other dtypes, no oneDNN); pass it to `linear` as `packed`."""
     return cpu_ops.prepack_weight(weight)
+
+
+def panel_weight(weight, large=None):
+    """A copy of a CPU float32 linear weight in the C column panels (cpu_gemm.py) for up to
+    cpu_gemm.MAX_ROWS rows, `large` (a `prepack_weight` copy, or None: MKL) above; None where
+    the panels do not apply (CUDA, other dtypes, no C compiler). Pass it to `linear` as `packed`."""
+    return cpu_gemm.pack(weight, large)

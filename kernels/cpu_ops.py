@@ -7,14 +7,15 @@ a measurable share of the step. Here: the elementwise ops in C where they apply
 (cpu_elementwise.py: RoPE, SwiGLU, add + RMSNorm, float32), else ATen's fused `rms_norm`
 (float32 only: it computes in the input dtype, the reference in float32) and the reference;
 `index_copy_` for the KV store; and a linear layer that multiplies by oneDNN-prepacked
-weights (or, without them, picks the faster MKL GEMM shape for small batches).
+weights or by the C column panels (cpu_gemm.py), or, without either, picks the faster MKL
+GEMM shape for small batches.
 """
 
 from __future__ import annotations
 
 import torch
 
-from radixlm.kernels import cpu_elementwise, reference
+from radixlm.kernels import cpu_elementwise, cpu_gemm, reference
 
 
 def store_kv(k_cache, v_cache, out_cache_loc, k, v) -> None:
@@ -91,7 +92,13 @@ ROW_MULTIPLE = 8
 
 
 def linear(x, weight, bias=None, packed=None):
-    """x @ weight.T + bias; `packed` (from `prepack_weight(weight)`) selects oneDNN."""
+    """x @ weight.T + bias; `packed` selects oneDNN (from `prepack_weight(weight)`) or the C
+    column panels (a cpu_gemm.PanelWeight: up to its MAX_ROWS rows, oneDNN or MKL above)."""
+    if isinstance(packed, cpu_gemm.PanelWeight):
+        if cpu_gemm.serves(x, packed):
+            out = cpu_gemm.linear(x, packed)
+            return out if bias is None else out.add_(bias)
+        packed = packed.large
     if packed is not None and x.dim() == 2 and x.dtype == packed.dtype:
         return _onednn_linear(x, packed, bias)
     rows = x.shape[0] if x.dim() == 2 else 0

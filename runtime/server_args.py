@@ -44,7 +44,7 @@ class ServerArgs:
     # CPU float32 paths (runtime/model/path_selection.py): "auto" times the candidates at start-up
     # on this CPU and keeps the faster (cached on disk per CPU and model); a value forces one.
     cpu_decode: str = "auto"  # one-token forward: auto | compiled (TorchInductor) | eager
-    cpu_weights: str = "auto"  # linear weights: auto | prepacked (oneDNN copy, more memory) | plain
+    cpu_weights: str = "auto"  # linear weights: auto | prepacked (oneDNN copy) | panels (C, + oneDNN) | plain
     disable_torch_compile: bool = False  # = --cpu-decode eager
     disable_weight_prepack: bool = False  # = --cpu-weights plain
     grammar_compile_timeout: float = 30.0  # seconds; a constraint slower to compile is a 400

@@ -2,11 +2,12 @@
 
 Two choices of the CPU float32 runtime are speed trade-offs whose winner depends on the CPU:
 the one-token forward compiled by TorchInductor (llama_compiled_decode.py) or eager, and the
-linear weights prepacked for oneDNN (kernels/cpu_ops.py) or plain. On the AVX2 EPYC they
+linear weights prepacked for oneDNN (kernels/cpu_ops.py), in C column panels for up to 64
+rows (kernels/cpu_gemm.py; the oneDNN copy above), or plain. On the AVX2 EPYC they
 were tuned on, compiled + prepacked was fastest; on an AVX-512 / AMX Xeon both cost speed
 (issue 21). So each is a request: `auto` (time the candidates on the loaded model at start-up,
 keep the fastest) or a forced value (`--cpu-decode compiled|eager`, `--cpu-weights
-prepacked|plain`; `--disable-torch-compile` / `--disable-weight-prepack` force the plain one).
+prepacked|panels|plain`; `--disable-torch-compile` / `--disable-weight-prepack` force the plain one).
 
 Here: the request and the choice, the pure rule that picks from measured step times
 (`choose`, tested with injected timings), and the on-disk cache of past choices, one entry per
@@ -30,7 +31,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 DECODE_PATHS = ("compiled", "eager")
-WEIGHT_LAYOUTS = ("prepacked", "plain")
+WEIGHT_LAYOUTS = ("prepacked", "panels", "plain")
 SELECTION_ENV = "RADIXLM_PATH_SELECTION"
 CACHE_FILE = "paths.json"
 # A candidate replaces the default only if it is this much cheaper: two equal paths differ by
@@ -50,7 +51,7 @@ BUSY_SHARE = 0.75
 @dataclass(frozen=True)
 class PathChoice:
     decode: str  # "compiled" | "eager"
-    weights: str  # "prepacked" | "plain"
+    weights: str  # "prepacked" | "panels" | "plain"
 
     def __str__(self) -> str:
         return f"{self.decode} one-token forward, {self.weights} weights"
@@ -68,7 +69,7 @@ class PathRequest:
         if self.decode not in ("auto", *DECODE_PATHS):
             raise ValueError(f"cpu_decode must be auto, compiled or eager (got {self.decode!r})")
         if self.weights not in ("auto", *WEIGHT_LAYOUTS):
-            raise ValueError(f"cpu_weights must be auto, prepacked or plain (got {self.weights!r})")
+            raise ValueError(f"cpu_weights must be auto, prepacked, panels or plain (got {self.weights!r})")
 
     @property
     def is_auto(self) -> bool:
@@ -92,8 +93,8 @@ def request_from_flags(cpu_decode: str, cpu_weights: str, disable_torch_compile:
     """ServerArgs' four fields as one request; a disable flag forces the plain path."""
     if disable_torch_compile and cpu_decode == "compiled":
         raise ValueError("--disable-torch-compile contradicts --cpu-decode compiled")
-    if disable_weight_prepack and cpu_weights == "prepacked":
-        raise ValueError("--disable-weight-prepack contradicts --cpu-weights prepacked")
+    if disable_weight_prepack and cpu_weights in ("prepacked", "panels"):
+        raise ValueError(f"--disable-weight-prepack contradicts --cpu-weights {cpu_weights}")
     return PathRequest("eager" if disable_torch_compile else cpu_decode,
                        "plain" if disable_weight_prepack else cpu_weights)
 
@@ -103,10 +104,11 @@ class Timings:
     """Median seconds per forward, measured side by side (path_timing.py).
 
     one_token: a one-token decode step (a single stream) per decode path: "compiled" (it
-    reads the plain weights whatever the layout), "eager+prepacked", "eager+plain".
-    batch: a decode step of path_timing.BATCH_ROWS requests per layout, "prepacked" /
-    "plain": what the layout is for (batches and prefill run eagerly on either decode path).
-    A key is absent where that path could not run (no C++ compiler, no oneDNN).
+    reads the plain weights whatever the layout), "eager+prepacked", "eager+panels",
+    "eager+plain". batch: a decode step of path_timing.BATCH_ROWS requests per layout,
+    "prepacked" / "panels" / "plain": what the layout is for (batches and prefill run eagerly
+    on either decode path). A key is absent where that path could not run (no C compiler, no
+    oneDNN).
     cpu_share: CPU seconds the process got / (wall seconds x its threads) while timing."""
 
     one_token: dict[str, float]

@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from radixlm import kernels
 from radixlm.runtime.model.forward_batch import ForwardBatch
 from radixlm.runtime.model.layers.linear import Linear
 from radixlm.runtime.model.path_selection import PathChoice, Timings, one_token_key
@@ -39,6 +40,8 @@ class ModelPaths:
         self.linears = [m for m in model.modules() if isinstance(m, Linear)]
         self.packs: dict[Linear, torch.Tensor] | None = None
         self.lm_head_pack: torch.Tensor | None = None
+        self.panels: dict[Linear, object] | None = None  # kernels.panel_weight copies
+        self.lm_head_panels = None
         self.compiled = None  # a warmed-up CompiledDecode, if the caller built one
 
     def prepack(self) -> int:
@@ -48,27 +51,44 @@ class ModelPaths:
         self.lm_head_pack = self.model.lm_head_packed
         return nbytes
 
+    def build_panels(self) -> int:
+        """Build the column-panel copies (kernels.panel_weight; above its row limit they use
+        the prepacked copies, so call `prepack` first where both are wanted); their bytes."""
+        packs = self.packs or {}
+        built = {m: kernels.panel_weight(m.weight, packs.get(m)) for m in self.linears}
+        self.panels = {m: pw for m, pw in built.items() if pw is not None}
+        self.lm_head_panels = kernels.panel_weight(self.model.lm_head_weight, self.lm_head_pack)
+        every = [*self.panels.values(), *([self.lm_head_panels] if self.lm_head_panels else [])]
+        return sum(pw.nbytes for pw in every)
+
+    def _layout(self, weights: str) -> tuple[dict | None, object]:
+        return {"prepacked": (self.packs, self.lm_head_pack),
+                "panels": (self.panels, self.lm_head_panels)}.get(weights, (None, None))
+
     def available(self, choice: PathChoice) -> bool:
-        if choice.weights == "prepacked" and not self.packs:
-            return False  # no oneDNN (or it disagreed with F.linear): kernels keep MKL
+        if choice.weights != "plain" and not self._layout(choice.weights)[0]:
+            return False  # no oneDNN (or it disagreed with F.linear) / no compiler: MKL
         return choice.decode == "eager" or self.compiled is not None
 
     def use(self, choice: PathChoice) -> None:
-        packed = choice.weights == "prepacked" and self.packs is not None
+        copies, lm_head = self._layout(choice.weights)
         for m in self.linears:
-            m.packed = self.packs.get(m) if packed else None
-        self.model.lm_head_packed = self.lm_head_pack if packed else None
+            m.packed = copies.get(m) if copies else None
+        self.model.lm_head_packed = lm_head if copies else None
         self.model.compiled_decode = self.compiled if choice.decode == "compiled" else None
 
     def keep(self, choice: PathChoice) -> PathChoice:
         """Put the model on `choice` as far as it is available (a compiler failure leaves
-        eager, no oneDNN leaves plain), drop the copies it does not use (prepacked weights
-        are a second copy of the weights in memory); returns the choice in effect."""
+        eager, no oneDNN or no panels leave plain), drop the copies it does not use (each
+        layout is another copy of the weights in memory); returns the choice in effect."""
+        weights = choice.weights if self._layout(choice.weights)[0] else "plain"
         actual = PathChoice("compiled" if choice.decode == "compiled" and self.compiled is not None else "eager",
-                            "prepacked" if choice.weights == "prepacked" and self.packs else "plain")
+                            weights)
         self.use(actual)
-        if actual.weights != "prepacked":
+        if actual.weights != "prepacked":  # the panels hold on to the oneDNN copies they use
             self.packs, self.lm_head_pack = None, None
+        if actual.weights != "panels":
+            self.panels, self.lm_head_panels = None, None
         if actual.decode != "compiled":
             self.compiled = None
         return actual
@@ -103,7 +123,7 @@ def time_paths(paths: ModelPaths, candidates: list[PathChoice], rounds: int | No
     its threads (Timings.cpu_share): other processes competing for the cores show as a low
     share."""
     runnable = [c for c in candidates if paths.available(c)]
-    one = {one_token_key(c): c for c in runnable}  # compiled+prepacked == compiled+plain here
+    one = {one_token_key(c): c for c in runnable}  # compiled + any layout: one step (plain weights)
     batch = {c.weights: PathChoice("eager", c.weights) for c in runnable}
     single, many = _throwaway_batch(paths.model, 1), _throwaway_batch(paths.model, BATCH_ROWS)
     wall, cpu = time.perf_counter(), time.process_time()

@@ -119,8 +119,10 @@ class ModelRunner:
         choice = cached or request.fixed()
         wanted = request.candidates() if timed and cached is None else [choice]
         paths = ModelPaths(self.model)
-        if any(c.weights == "prepacked" for c in wanted):
+        if any(c.weights in ("prepacked", "panels") for c in wanted):  # panels: oneDNN above 64 rows
             logger.info("prepacked linear weights for oneDNN: %.0f MiB", paths.prepack() / 2**20)
+        if any(c.weights == "panels" for c in wanted):
+            logger.info("linear weights in column panels: %.0f MiB", paths.build_panels() / 2**20)
         if any(c.decode == "compiled" for c in wanted):
             paths.compiled = self._compile_decode()
         if timed and cached is None:

@@ -56,6 +56,8 @@ def engine_greedy(prompts, **engine_args) -> tuple[list[list[int]], object]:
         pytest.param({}, id="radix-cache-on"),
         pytest.param({"disable_radix_cache": True}, id="radix-cache-off"),
         pytest.param({"chunked_prefill_size": 32}, id="chunked-prefill-32"),
+        pytest.param({"cpu_decode": "eager", "cpu_weights": "panels"}, id="column-panels"),
+        pytest.param({"cpu_decode": "eager", "cpu_weights": "plain"}, id="plain-weights"),
     ],
 )
 def test_greedy_ids_equal_hf(hf_greedy, prompts, engine_args):
@@ -75,6 +77,14 @@ def test_single_stream_compiled_decode_equals_hf(hf_greedy, prompts):
             out = engine.generate(prompts[i], {"max_new_tokens": MAX_NEW, "temperature": 0})
             assert out["output_ids"] == hf_greedy[i], f"prompt {i} diverges one at a time"
         assert compiled.calls >= len(SINGLE_STREAM) * (MAX_NEW - 1)
+
+
+def test_single_stream_on_column_panels_equals_hf(hf_greedy, prompts):
+    with Engine(max_total_tokens=20000, cpu_decode="eager", cpu_weights="panels") as engine:
+        assert engine.scheduler.runner.paths.weights == "panels"
+        for i in SINGLE_STREAM:
+            out = engine.generate(prompts[i], {"max_new_tokens": MAX_NEW, "temperature": 0})
+            assert out["output_ids"] == hf_greedy[i], f"prompt {i} diverges one at a time"
 
 
 def test_compiled_one_token_logits_match_hf(hf_model, tokenizer, prompts):
