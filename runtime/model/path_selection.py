@@ -162,15 +162,17 @@ def cpu_model() -> str:
 
 def cache_key(folder: Path, dtype: str, threads: int, request: PathRequest) -> str:
     """What a choice depends on: the CPU, its cores and the threads the forward runs on, the
-    model (folder name + config hash: a folder's contents may change), dtype, torch, and the
-    request (a forced half leaves a different set of candidates)."""
+    model (folder name + config hash: a folder's contents may change), dtype, torch, the
+    request and the candidates it leaves (a forced half leaves fewer; a release may add one)."""
     import torch
 
     config = (folder / "config.json").read_bytes() if (folder / "config.json").is_file() else b""
     model = f"{folder.name}@{hashlib.sha256(config).hexdigest()[:12]}"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    # The candidates themselves too: a choice cached before a new path existed never timed it.
+    candidates = ",".join(f"{c.decode}+{c.weights}" for c in request.candidates())
     return (f"{cpu_model()} | {cores} cores | {threads} threads | {model} | {dtype} | torch {torch.__version__}"
-            f" | decode={request.decode} weights={request.weights}")
+            f" | decode={request.decode} weights={request.weights} | {candidates}")
 
 
 class PathCache:
