@@ -19,6 +19,7 @@ import time
 import torch
 
 from radixlm import kernels
+from radixlm.kernels.cpu_gemm import PanelWeight
 from radixlm.runtime.model.forward_batch import ForwardBatch
 from radixlm.runtime.model.layers.linear import Linear
 from radixlm.runtime.model.path_selection import PathChoice, Timings, one_token_key
@@ -40,8 +41,8 @@ class ModelPaths:
         self.linears = [m for m in model.modules() if isinstance(m, Linear)]
         self.packs: dict[Linear, torch.Tensor] | None = None
         self.lm_head_pack: torch.Tensor | None = None
-        self.panels: dict[Linear, object] | None = None  # kernels.panel_weight copies
-        self.lm_head_panels = None
+        self.panels: dict[Linear, PanelWeight] | None = None
+        self.lm_head_panels: PanelWeight | None = None
         self.compiled = None  # a warmed-up CompiledDecode, if the caller built one
 
     def prepack(self) -> int:
