@@ -91,6 +91,17 @@ INLINE void online_softmax(float *p, int64_t n, float *m, float *l, float *acc, 
     *l += sum;
 }
 
+/* A row's nh heads out of their running softmax: o = acc / l, lse = m + log l (-inf, and
+   zeros, where no key was seen). */
+INLINE void finish_heads(const float *m, const float *l, const float *acc, int64_t nh, int64_t D,
+                         float *o, float *lse) {
+    for (int64_t h = 0; h < nh; ++h) {
+        const float inv = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
+        for (int64_t d = 0; d < D; ++d) o[h * D + d] = acc[h * D + d] * inv;
+        lse[h] = l[h] > 0.0f ? m[h] + logf(l[h]) : -INFINITY;
+    }
+}
+
 /* Heads [h0, h1) (whole KV groups) of row r attend to keys [start, end) through `slots`. A key
    row holds every KV head ([KV, D], contiguous), so it is read once per block for all heads;
    within a block the scores are computed first, then one softmax rescale per head, then the
@@ -131,11 +142,7 @@ INLINE void attend_row(const float *qr, const void *k, const void *v, const int3
             }
         }
     }
-    for (int64_t h = 0; h < nh; ++h) {
-        const float inv = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
-        for (int64_t d = 0; d < D; ++d) o[h * D + d] = acc[h * D + d] * inv;
-        lse[h] = l[h] > 0.0f ? m[h] + logf(l[h]) : -INFINITY;
-    }
+    finish_heads(m, l, acc, nh, D, o, lse);
 }
 
 #if defined(__AVX512F__)
@@ -242,11 +249,7 @@ INLINE void attend_row_avx512(const float *qr, const void *k, const void *v, con
             for (int64_t d = 0; d < DV; ++d) _mm512_storeu_ps(acc + h * D + 16 * d, a[d]);
         }
     }
-    for (int64_t h = 0; h < nh; ++h) {
-        const float inv = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
-        for (int64_t d = 0; d < D; ++d) o[h * D + d] = acc[h * D + d] * inv;
-        lse[h] = l[h] > 0.0f ? m[h] + logf(l[h]) : -INFINITY;
-    }
+    finish_heads(m, l, acc, nh, D, o, lse);
 }
 #endif
 

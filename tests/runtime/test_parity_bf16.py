@@ -60,17 +60,18 @@ def hf_bf16_greedy(model_folder, tokenizer, prompt_ids) -> list[list[int]]:
     return outs
 
 
-def test_bf16_prefill_logits_within_tolerance_of_float32(model_folder, prompt_ids):
-    ours, sched = last_position_logits(ServerArgs(max_total_tokens=4000, dtype="bfloat16"), prompt_ids)
-    assert sched.kv_pool.k_buffers[0].dtype == torch.bfloat16
-    ref = hf_logits(model_folder, torch.float32, prompt_ids)
-    diffs = [(ours[i] - r).abs().max().item() for i, r in enumerate(ref)]
-    assert max(diffs) < LOGIT_ATOL, f"max |logit diff| per prompt: {[f'{d:.2f}' for d in diffs]}"
-
-
 @pytest.fixture(scope="module")
 def hf_f32_first_logits(model_folder, prompt_ids) -> list[torch.Tensor]:
+    """HF float32 logits at each prompt's final position (they pick the first new token)."""
     return hf_logits(model_folder, torch.float32, prompt_ids)
+
+
+def test_bf16_prefill_logits_within_tolerance_of_float32(prompt_ids, hf_f32_first_logits):
+    ours, sched = last_position_logits(ServerArgs(max_total_tokens=4000, dtype="bfloat16"), prompt_ids)
+    assert sched.kv_pool.k_buffers[0].dtype == torch.bfloat16
+    ref = hf_f32_first_logits
+    diffs = [(ours[i] - r).abs().max().item() for i, r in enumerate(ref)]
+    assert max(diffs) < LOGIT_ATOL, f"max |logit diff| per prompt: {[f'{d:.2f}' for d in diffs]}"
 
 
 def first_token_ok(ours: int, hf_bf16: int, f32_logits: torch.Tensor) -> bool:
