@@ -1,7 +1,7 @@
 """CPU linear layers: the model's matmuls per forward at a range of row counts, several ways.
 
     python benchmarks/bench_linear.py [--rows 1,2,8,64,512] [--passes 5]
-    python benchmarks/bench_linear.py --cold [--rows 1,16,32,64]
+    python benchmarks/bench_linear.py --cold [--rows 1,16,32,64] [--dtype bfloat16]
 
 Workload: SmolLM2-135M's weight shapes, random float32 — per forward the 30 layers' qkv
 (960×576), o (576×576), gate_up (3072×576) and down (576×1536) matmuls plus the lm_head
@@ -15,7 +15,7 @@ the three ways interleaved so the machine's drift hits them alike):
 `--cold` times what a decode step sees instead: every layer its own weights (the whole
 model's ~540 MB, more than the caches hold), one pass over all of them per forward, median
 of `--passes`; columns oneDNN prepacked, column panels (`kernels/cpu_gemm.py`, up to 64
-rows) and the MKL path, interleaved per pass.
+rows) and the MKL path, interleaved per pass; in float32 or bfloat16 (`--dtype`).
 """
 
 from __future__ import annotations
@@ -72,10 +72,10 @@ def forward_ms(rows: int, passes: int) -> dict[str, float]:
     return totals
 
 
-def cold_forward_ms(rows_list: list[int], passes: int) -> dict[int, dict[str, float]]:
+def cold_forward_ms(rows_list: list[int], passes: int, dtype: torch.dtype) -> dict[int, dict[str, float]]:
     """Median ms per forward over the whole model's distinct weights, per way and row count."""
     shapes = [s for _ in range(LAYERS) for s in LAYER_SHAPES] + [LM_HEAD]
-    weights = [torch.randn(*s) * 0.05 for s in shapes]
+    weights = [(torch.randn(*s) * 0.05).to(dtype) for s in shapes]
     packed = [cpu_ops.prepack_weight(w) for w in weights]
     panels = [cpu_gemm.pack(w) for w in weights]
     ways = {"oneDNN": lambda x, i: cpu_ops.linear(x, weights[i], packed=packed[i]),
@@ -83,7 +83,7 @@ def cold_forward_ms(rows_list: list[int], passes: int) -> dict[int, dict[str, fl
             "MKL path": lambda x, i: cpu_ops.linear(x, weights[i])}
     result = {}
     for rows in rows_list:
-        xs = {k: torch.randn(rows, k) for k in {s[1] for s in shapes}}
+        xs = {k: torch.randn(rows, k).to(dtype) for k in {s[1] for s in shapes}}
         times: dict[str, list[float]] = {name: [] for name in ways}
         for _ in range(passes + 1):  # the first pass warms up
             for name, fn in ways.items():
@@ -95,10 +95,11 @@ def cold_forward_ms(rows_list: list[int], passes: int) -> dict[int, dict[str, fl
     return result
 
 
-def print_cold(rows_list: list[int], passes: int) -> None:
+def print_cold(rows_list: list[int], passes: int, dtype: torch.dtype) -> None:
+    print(f"{dtype}, cold weights\n")
     print("| rows | oneDNN prepacked ms | column panels ms | MKL path ms | panels vs oneDNN |")
     print("|---:|---:|---:|---:|---:|")
-    for rows, t in cold_forward_ms(rows_list, passes).items():
+    for rows, t in cold_forward_ms(rows_list, passes, dtype).items():
         print(f"| {rows} | {t['oneDNN']:.1f} | {t['panels']:.1f} | {t['MKL path']:.1f} | "
               f"{t['oneDNN'] / t['panels']:.2f}x |", flush=True)
 
@@ -108,13 +109,15 @@ def main() -> None:
     parser.add_argument("--rows", default=DEFAULT_ROWS)
     parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--cold", action="store_true", help="the whole model's distinct weights per forward")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="with --cold")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     print_machine()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, oneDNN "
           f"{'on' if torch.backends.mkldnn.is_available() else 'missing'}\n")
     if args.cold:
-        print_cold([int(r) for r in (args.rows if args.rows != DEFAULT_ROWS else "1,16,32,64").split(",")], args.passes)
+        print_cold([int(r) for r in (args.rows if args.rows != DEFAULT_ROWS else "1,16,32,64").split(",")], args.passes,
+                   getattr(torch, args.dtype))
         return
     print("| rows | F.linear ms | MKL path ms | oneDNN prepacked ms | oneDNN vs MKL path |")
     print("|---:|---:|---:|---:|---:|")

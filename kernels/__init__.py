@@ -117,7 +117,8 @@ def prepack_weight(weight):
 
 
 def panel_weight(weight, large=None):
-    """A copy of a CPU float32 linear weight in the C column panels (cpu_gemm.py) for up to
-    cpu_gemm.MAX_ROWS rows, `large` (a `prepack_weight` copy, or None: MKL) above; None where
-    the panels do not apply (CUDA, other dtypes, no C compiler). Pass it to `linear` as `packed`."""
+    """A copy of a CPU float32 / bfloat16 linear weight in the C column panels (cpu_gemm.py) for up to
+    its `max_rows` rows, `large` (a `prepack_weight` copy, or None: MKL) above; None where
+    the panels do not apply (CUDA, other dtypes, no C compiler; bf16 without AVX512-BF16).
+    Pass it to `linear` as `packed`."""
     return cpu_gemm.pack(weight, large)

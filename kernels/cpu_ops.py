@@ -93,7 +93,7 @@ ROW_MULTIPLE = 8
 
 def linear(x, weight, bias=None, packed=None):
     """x @ weight.T + bias; `packed` selects oneDNN (from `prepack_weight(weight)`) or the C
-    column panels (a cpu_gemm.PanelWeight: up to its MAX_ROWS rows, oneDNN or MKL above)."""
+    column panels (a cpu_gemm.PanelWeight: up to its `max_rows` rows, oneDNN or MKL above)."""
     if isinstance(packed, cpu_gemm.PanelWeight):
         if cpu_gemm.serves(x, packed):
             out = cpu_gemm.linear(x, packed)

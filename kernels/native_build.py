@@ -52,6 +52,19 @@ INLINE float exp_nonpositive(float x) {
     union { int32_t i; float f; } two_n = { .i = ((int32_t)n + 127) << 23 };
     return p * two_n.f;
 }
+
+/* bfloat16 is the upper half of a float32. */
+INLINE float bf16_to_f32(uint16_t b) {
+    union { uint32_t u; float f; } v = { .u = (uint32_t)b << 16 };
+    return v.f;
+}
+
+/* Round to nearest even, as torch's float -> bfloat16 conversion (NaN stays a quiet NaN). */
+INLINE uint16_t f32_to_bf16(float f) {
+    union { float f; uint32_t u; } v = { .f = f };
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+    return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+}
 """
 
 _enabled = os.environ.get("RADIXLM_NATIVE", "1") != "0"
@@ -61,6 +74,12 @@ def set_enabled(flag: bool) -> None:
     """Use the C kernels where they apply (default), or always the torch paths (their tests)."""
     global _enabled
     _enabled = flag
+
+
+def sources_digest() -> str:
+    """A short hash of every C library's source and flags: what a change of kernel changes."""
+    parts = sorted("\0".join([lib.name, lib.source, *lib.cflags]) for lib in NativeLibrary.defined)
+    return hashlib.sha256("\1".join(parts).encode()).hexdigest()[:12]
 
 
 def cache_dir() -> Path:
@@ -97,11 +116,14 @@ class NativeLibrary:
     """One C source, built and loaded once per process on first `get()`; `declare` sets the
     argument types of its functions."""
 
+    defined: list[NativeLibrary] = []  # every library of the package, in import order
+
     def __init__(self, name: str, source: str, declare: Callable[[ctypes.CDLL], None],
                  cflags: tuple[str, ...] = CFLAGS) -> None:
         self.name, self.source, self.declare, self.cflags = name, source, declare, cflags
         self._loaded: ctypes.CDLL | None = None
         self._failed = False
+        NativeLibrary.defined.append(self)
 
     def get(self) -> ctypes.CDLL | None:
         """The loaded library, or None (disabled, or it did not build: said once in the log)."""

@@ -162,9 +162,12 @@ def cpu_model() -> str:
 
 def cache_key(folder: Path, dtype: str, threads: int, request: PathRequest) -> str:
     """What a choice depends on: the CPU, its cores and the threads the forward runs on, the
-    model (folder name + config hash: a folder's contents may change), dtype, torch, the
-    request and the candidates it leaves (a forced half leaves fewer; a release may add one)."""
+    model (folder name + config hash: a folder's contents may change), dtype, torch, the C
+    kernels' sources (a faster kernel may change the ranking), the request and the candidates
+    it leaves (a forced half leaves fewer; a release may add one)."""
     import torch
+
+    from radixlm.kernels.native_build import sources_digest
 
     config = (folder / "config.json").read_bytes() if (folder / "config.json").is_file() else b""
     model = f"{folder.name}@{hashlib.sha256(config).hexdigest()[:12]}"
@@ -172,7 +175,7 @@ def cache_key(folder: Path, dtype: str, threads: int, request: PathRequest) -> s
     # The candidates themselves too: a choice cached before a new path existed never timed it.
     candidates = ",".join(f"{c.decode}+{c.weights}" for c in request.candidates())
     return (f"{cpu_model()} | {cores} cores | {threads} threads | {model} | {dtype} | torch {torch.__version__}"
-            f" | decode={request.decode} weights={request.weights} | {candidates}")
+            f" | kernels {sources_digest()} | decode={request.decode} weights={request.weights} | {candidates}")
 
 
 class PathCache:

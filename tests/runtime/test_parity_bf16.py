@@ -15,6 +15,9 @@ bundled model (16 prompts, docs/benchmarks.md "bfloat16 on the CPU"):
   one to two bf16 rounding steps), either token is a bf16 answer: on the AMX Xeon one prompt's
   two best logits are 28.557 / 28.527 in float32 and 28.625 / 28.5 in HF bf16, and ours
   tie exactly or split by one step, depending on the rows oneDNN's kernel ran with.
+
+The same bounds hold on both bf16 weight layouts: oneDNN's prepacked weights and the C
+column panels (kernels/cpu_gemm.py, 1-4 rows, float32 sums of exact bf16 products).
 """
 
 from __future__ import annotations
@@ -88,17 +91,28 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+def bf16_panels_available() -> bool:
+    from radixlm.kernels import cpu_gemm
+
+    return cpu_gemm.pack(torch.zeros(2, 2, dtype=torch.bfloat16)) is not None
+
+
+@pytest.mark.parametrize("weights", ["prepacked", "panels"])
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "one-at-a-time"])
-def test_bf16_greedy_agrees_with_hf_bf16(prompts, hf_bf16_greedy, hf_f32_first_logits, batched):
+def test_bf16_greedy_agrees_with_hf_bf16(prompts, hf_bf16_greedy, hf_f32_first_logits, batched, weights):
+    """On oneDNN's bf16 dot products (prepacked) and on the C bf16 panels (1-4 rows: the
+    one-at-a-time decode steps; AVX512-BF16 only)."""
+    if weights == "panels" and not bf16_panels_available():
+        pytest.skip("no AVX512-BF16 on this CPU: no bf16 panels")
     params = {"max_new_tokens": MAX_NEW, "temperature": 0}
-    with Engine(dtype="bfloat16", max_total_tokens=20000) as engine:
+    with Engine(dtype="bfloat16", max_total_tokens=20000, cpu_weights=weights) as engine:
         paths = engine.scheduler.runner.paths
         if batched:
             ours = [r["output_ids"] for r in engine.generate(prompts, params)]
         else:
             ours = [engine.generate(p, params)["output_ids"] for p in prompts]
     if torch.backends.mkldnn.is_available():
-        assert paths is not None and paths.weights == "prepacked", paths  # the bf16 dot products
+        assert paths is not None and paths.weights == weights, paths  # the bf16 dot products
     agree = [common_prefix(a, b) for a, b in zip(ours, hf_bf16_greedy)]
     first_ok = [first_token_ok(a[0], b[0], f) for a, b, f in zip(ours, hf_bf16_greedy, hf_f32_first_logits)]
     assert all(first_ok), f"first tokens vs HF bf16 per prompt: {list(zip(first_ok, agree))}"

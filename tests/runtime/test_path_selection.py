@@ -134,6 +134,14 @@ def test_the_key_names_cpu_threads_model_dtype_and_request(model_folder):
     assert key != cache_key(model_folder, "torch.float32", 1, PathRequest("eager", "auto"))
 
 
+def test_a_change_of_c_kernel_changes_the_key(model_folder, monkeypatch):
+    from radixlm.kernels import cpu_gemm
+
+    key = cache_key(model_folder, "torch.float32", 1, PathRequest())
+    monkeypatch.setattr(cpu_gemm._LIBRARY, "source", cpu_gemm._LIBRARY.source + "\n/* a faster kernel */\n")
+    assert cache_key(model_folder, "torch.float32", 1, PathRequest()) != key
+
+
 def _selection_on(monkeypatch, tmp_path, busy_share: float) -> None:
     from radixlm.runtime.model import path_selection, path_timing
 
